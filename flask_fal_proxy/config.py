@@ -1,0 +1,176 @@
+"""Proxy configuration, validated once when the application starts.
+
+A mistake in the configuration of a key-holding proxy should stop the
+deployment, not surface as a 500 on the first browser call, so every field is
+checked in ``__post_init__`` and bad values raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .policy import compile_patterns
+
+if TYPE_CHECKING:
+    import flask
+
+DEFAULT_PROXY_ROUTE = "/api/fal/proxy"
+TARGET_URL_HEADER = "x-fal-target-url"
+
+DEFAULT_ALLOWED_URL_PATTERNS: tuple[str, ...] = (
+    "fal.run/**",
+    "queue.fal.run/**",
+    "rest.fal.ai/storage/upload/initiate\\?storage_type=fal-cdn-v3",
+    "rest.fal.ai/storage/upload/complete-multipart\\?storage_type=fal-cdn-v3",
+)
+
+DEFAULT_MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# fal.run holds a synchronous call open until the model finishes; this bounds
+# the silence between two reads, not the whole call.
+DEFAULT_READ_TIMEOUT = 600.0
+
+# Headers that must never be forwarded, whatever the configuration says.
+FORBIDDEN_FORWARD_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "upgrade",
+        TARGET_URL_HEADER,
+    }
+)
+
+IsAuthenticated = Callable[["flask.Request"], bool]
+ResolveFalAuth = Callable[["flask.Request"], "str | None"]
+
+
+def authorization_header_present(request: flask.Request) -> bool:
+    """Default authentication check, the same rule as ``@fal-ai/server-proxy``."""
+    return "Authorization" in request.headers
+
+
+def fal_key_from_app_or_env(request: flask.Request) -> str | None:
+    """Default credential resolver: ``Key <FAL_KEY>``.
+
+    ``FAL_KEY`` is read from ``current_app.config`` first so that tests and
+    app factories can set it without touching the process environment; the
+    ``FAL_KEY_ID``/``FAL_KEY_SECRET`` pair is the older form fal still accepts.
+    The client's own ``Authorization`` header is deliberately never used.
+    """
+    from flask import current_app
+
+    key = current_app.config.get("FAL_KEY") or os.environ.get("FAL_KEY")
+    if not key:
+        key_id = current_app.config.get("FAL_KEY_ID") or os.environ.get("FAL_KEY_ID")
+        secret = current_app.config.get("FAL_KEY_SECRET") or os.environ.get("FAL_KEY_SECRET")
+        if key_id and secret:
+            key = f"{key_id}:{secret}"
+    return f"Key {key}" if key else None
+
+
+def _as_tuple(name: str, value: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of strings, not a single string")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"{name} must contain non-empty strings, got {item!r}")
+    return items
+
+
+def _positive_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything that decides what the proxy lets through.
+
+    Field names follow ``@fal-ai/server-proxy``'s ``ProxyConfig`` in snake
+    case so a migration is a rename; the extra fields bound what a browser
+    can make the server do (body size, timeouts, forwarded headers).
+    """
+
+    allowed_url_patterns: Sequence[str] = DEFAULT_ALLOWED_URL_PATTERNS
+    allowed_endpoints: Sequence[str] = ()
+    allow_unauthorized_requests: bool = True
+    is_authenticated: IsAuthenticated | None = None
+    resolve_fal_auth: ResolveFalAuth | None = None
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
+    forward_request_headers: Sequence[str] = ()
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    _compiled: dict[str, object] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(
+            self,
+            "allowed_url_patterns",
+            _as_tuple("allowed_url_patterns", self.allowed_url_patterns),
+        )
+        set_(self, "allowed_endpoints", _as_tuple("allowed_endpoints", self.allowed_endpoints))
+        headers = tuple(
+            h.lower() for h in _as_tuple("forward_request_headers", self.forward_request_headers)
+        )
+        for name in headers:
+            if name in FORBIDDEN_FORWARD_HEADERS or not _is_token(name):
+                raise ValueError(f"forward_request_headers cannot include {name!r}")
+        set_(self, "forward_request_headers", headers)
+        if not isinstance(self.allow_unauthorized_requests, bool):
+            raise ValueError("allow_unauthorized_requests must be a bool")
+        for name in ("is_authenticated", "resolve_fal_auth"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ValueError(f"{name} must be callable or None")
+        if (
+            isinstance(self.max_request_body_bytes, bool)
+            or not isinstance(self.max_request_body_bytes, int)
+            or self.max_request_body_bytes <= 0
+        ):
+            raise ValueError("max_request_body_bytes must be a positive int")
+        _positive_number("connect_timeout", self.connect_timeout)
+        _positive_number("read_timeout", self.read_timeout)
+        # Compiling here both validates the globs and keeps it off the request path.
+        self._compiled["urls"] = compile_patterns(self.allowed_url_patterns)
+        self._compiled["endpoints"] = compile_patterns(self.allowed_endpoints)
+
+    @property
+    def url_matcher(self) -> Callable[[str], bool]:
+        return self._compiled["urls"]  # type: ignore[return-value]
+
+    @property
+    def endpoint_matcher(self) -> Callable[[str], bool]:
+        return self._compiled["endpoints"]  # type: ignore[return-value]
+
+    @property
+    def authentication_check(self) -> IsAuthenticated:
+        return self.is_authenticated or authorization_header_present
+
+    @property
+    def credential_resolver(self) -> ResolveFalAuth:
+        return self.resolve_fal_auth or fal_key_from_app_or_env
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _is_token(name: str) -> bool:
+    return bool(name) and all(c in _TOKEN_CHARS for c in name)

@@ -1,0 +1,181 @@
+"""Sends a vetted request to fal and streams fal's answer back.
+
+The transport is a ``requests.Session`` so deployers can mount their own
+adapters (retries, pool sizes, an egress proxy) and tests can mount a
+loopback one. The request is prepared here rather than by the session, so
+nothing the session or the environment carries (cookies, ``.netrc``
+credentials, default headers) is merged into a call that holds the fal key;
+and the prepared URL is compared with the vetted one, so a URL that
+requests or urllib3 would rewrite is refused instead of sent. The answer is
+relayed chunk by chunk as it arrives, which keeps server-sent events live and
+memory flat, and the upstream connection is closed the moment the browser
+goes away rather than drained.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+
+import requests
+from requests.adapters import HTTPAdapter
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response
+
+from . import errors
+from ._version import __version__
+from .config import TARGET_URL_HEADER
+from .validation import Target
+
+__all__ = ["Forwarder", "default_session", "outbound_headers"]
+
+logger = logging.getLogger("flask_fal_proxy")
+
+CLIENT_PROXY_HEADER = f"flask-fal-proxy/{__version__}"
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_PASSTHROUGH_REQUEST = ("content-type", "accept", "user-agent")
+_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
+STREAM_CHUNK_SIZE = 64 * 1024
+
+
+class _RejectAllCookies(requests.cookies.RequestsCookieJar):
+    """A jar that stores nothing: fal's cookies are not the browser's business."""
+
+    def set_cookie(self, cookie, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def default_session(pool_maxsize: int = 64) -> requests.Session:
+    """A session for a threaded server: no retries, no cookies, a large pool.
+
+    Retrying is left to the fal client, which knows which calls are safe to
+    repeat; a proxy that retried a POST could run a paid model twice.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies = _RejectAllCookies()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    value = headers.get("Connection", "")
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def outbound_headers(
+    incoming: Iterable[tuple[str, str]],
+    authorization: str,
+    extra: Iterable[str] = (),
+    connection_tokens: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """The headers fal receives: a short allow-list, never the browser's credentials."""
+    wanted = set(_PASSTHROUGH_REQUEST).union(extra)
+    headers: dict[str, str] = {}
+    for name, value in incoming:
+        lower = name.lower()
+        if lower in connection_tokens or lower == TARGET_URL_HEADER:
+            continue
+        if lower.startswith("x-fal-") or lower in wanted:
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+    headers["authorization"] = authorization
+    headers["x-fal-client-proxy"] = CLIENT_PROXY_HEADER
+    return headers
+
+
+class Forwarder:
+    """One outbound call per inbound request, over a shared session."""
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        chunk_size: int = STREAM_CHUNK_SIZE,
+    ) -> None:
+        self.session = session if session is not None else default_session()
+        self.timeout = (connect_timeout, read_timeout)
+        self.chunk_size = chunk_size
+
+    def prepare(
+        self, method: str, target: Target, headers: dict[str, str], body: bytes | None
+    ) -> requests.PreparedRequest:
+        prepared = requests.Request(method, target.url, headers=headers, data=body).prepare()
+        if prepared.url != target.url:
+            raise errors.invalid_target_url("it would be altered before sending")
+        if prepared.headers.get("authorization") != headers["authorization"]:
+            raise errors.invalid_target_url("it would alter the credentials")
+        return prepared
+
+    def forward(
+        self, method: str, target: Target, headers: dict[str, str], body: bytes | None
+    ) -> Response:
+        prepared = self.prepare(method, target, headers, body)
+        try:
+            upstream = self.session.send(
+                prepared, stream=True, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            logger.warning("fal timed out: %s %s (%s)", method, target.host, type(exc).__name__)
+            raise errors.upstream_timeout() from None
+        except requests.RequestException as exc:
+            logger.warning("fal unreachable: %s %s (%s)", method, target.host, type(exc).__name__)
+            raise errors.upstream_unreachable() from None
+        return self.relay(upstream, method)
+
+    def relay(self, upstream: requests.Response, method: str) -> Response:
+        raw = upstream.raw
+        response_headers = Headers()
+        dropped = _DROPPED_RESPONSE | connection_tokens(upstream.headers)
+        for name, value in raw.headers.items():
+            if name.lower() not in dropped:
+                response_headers.add(name, value)
+        bodyless = method == "HEAD" or upstream.status_code in (204, 304)
+        body: Iterable[bytes] = () if bodyless else self._stream(upstream)
+        if bodyless:
+            upstream.close()
+        response = Response(
+            body, status=upstream.status_code, headers=response_headers, direct_passthrough=True
+        )
+        if "content-type" not in response_headers:
+            del response.headers["Content-Type"]
+        return response
+
+    def _stream(self, upstream: requests.Response) -> Iterator[bytes]:
+        raw = upstream.raw
+        read = getattr(raw, "read1", None) or raw.read
+        complete = False
+        try:
+            while True:
+                chunk = read(self.chunk_size, decode_content=True)
+                if not chunk:
+                    complete = True
+                    return
+                yield chunk
+        except Exception as exc:
+            # Headers are already sent: re-raising makes the server cut the
+            # connection, so the browser sees a broken stream, not a short one.
+            logger.warning("fal stream interrupted (%s)", type(exc).__name__)
+            raise
+        finally:
+            if complete:
+                raw.release_conn()
+            else:
+                raw.close()
+                raw.release_conn()

@@ -1,0 +1,203 @@
+"""Which fal URLs and endpoints the proxy may call.
+
+The glob dialect is the subset of picomatch (with ``dot: true``) that
+``@fal-ai/server-proxy`` users write, so allow-lists move between the two
+unchanged: ``*`` is a run of characters without ``/``; ``**`` as a whole
+segment is any run of segments, and a trailing ``/**`` also matches the bare
+prefix; ``?`` is one character but ``/``; ``\\?`` is a literal ``?``;
+``[...]`` is a class; ``{a,b}`` are alternatives. As in picomatch, wildcards
+never match a ``.`` or ``..`` segment. Negation (a leading ``!``) and
+extglobs are rejected because in an allow-list they invert its meaning.
+
+Patterns are compiled to one regular expression per list, once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+__all__ = [
+    "FAL_DOMAINS",
+    "compile_patterns",
+    "create_url_matcher",
+    "get_endpoint",
+    "is_allowed_endpoint",
+    "is_allowed_url",
+    "is_fal_host",
+]
+
+FAL_DOMAINS = ("fal.ai", "fal.run")
+
+_SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]*"
+_GLOBSTAR = rf"{_SEGMENT}(?:/{_SEGMENT})*"
+_STAR_SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]+"
+
+
+class _Translator:
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.pos = 0
+
+    def fail(self, why: str) -> ValueError:
+        return ValueError(f"invalid glob pattern {self.pattern!r}: {why}")
+
+    def translate(self) -> str:
+        if self.pattern.startswith("!"):
+            raise self.fail("negation ('!') is not supported in an allow-list")
+        body = self.sequence(top=True)
+        if self.pos != len(self.pattern):
+            raise self.fail(f"unexpected {self.pattern[self.pos]!r}")
+        return body
+
+    def sequence(self, top: bool) -> str:
+        out: list[str] = []
+        p = self.pattern
+        while self.pos < len(p):
+            c = p[self.pos]
+            at_segment_start = self.pos == 0 or p[self.pos - 1] == "/"
+            if not top and c in ",}":
+                break
+            if c == "\\":
+                if self.pos + 1 >= len(p):
+                    raise self.fail("trailing backslash")
+                out.append(re.escape(p[self.pos + 1]))
+                self.pos += 2
+            elif c == "*":
+                end = self.pos
+                while end < len(p) and p[end] == "*":
+                    end += 1
+                if end < len(p) and p[end] == "(":
+                    raise self.fail("extglobs are not supported")
+                stars = end - self.pos
+                whole_segment = at_segment_start and (end == len(p) or p[end] == "/")
+                self.pos = end
+                if stars >= 2 and whole_segment:
+                    out.append(self.globstar(out))
+                elif whole_segment:
+                    out.append(_STAR_SEGMENT)
+                else:
+                    out.append(r"[^/]*")
+            elif c == "?":
+                if self.pos + 1 < len(p) and p[self.pos + 1] == "(":
+                    raise self.fail("extglobs are not supported")
+                out.append(r"[^/]")
+                self.pos += 1
+            elif c in "+@!" and self.pos + 1 < len(p) and p[self.pos + 1] == "(":
+                raise self.fail("extglobs are not supported")
+            elif c == "[":
+                out.append(self.bracket())
+            elif c == "{":
+                out.append(self.braces())
+            else:
+                out.append(re.escape(c))
+                self.pos += 1
+        return "".join(out)
+
+    def globstar(self, out: list[str]) -> str:
+        # "a/**" also matches "a"; "**/b" also matches "b"; "a/**/b" matches "a/b".
+        at_end = self.pos == len(self.pattern)
+        if out and out[-1] == "/":
+            out.pop()
+            if at_end:
+                return f"(?:/{_GLOBSTAR})?"
+            self.pos += 1
+            return f"/(?:{_GLOBSTAR}/)?"
+        if not at_end:
+            self.pos += 1
+            return f"(?:{_GLOBSTAR}/)?"
+        return _GLOBSTAR
+
+    def bracket(self) -> str:
+        p = self.pattern
+        end = self.pos + 1
+        if end < len(p) and p[end] in "!^":
+            end += 1
+        if end < len(p) and p[end] == "]":
+            end += 1
+        while end < len(p) and p[end] != "]":
+            end += 1
+        if end >= len(p):
+            out = re.escape("[")
+            self.pos += 1
+            return out
+        inner = p[self.pos + 1 : end]
+        self.pos = end + 1
+        negate = inner[:1] in ("!", "^")
+        if negate:
+            inner = inner[1:]
+        inner = inner.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+        return f"[^/{inner}]" if negate else f"(?!/)[{inner}]"
+
+    def braces(self) -> str:
+        self.pos += 1
+        options: list[str] = []
+        while True:
+            options.append(self.sequence(top=False))
+            if self.pos >= len(self.pattern):
+                raise self.fail("unclosed '{'")
+            if self.pattern[self.pos] == "}":
+                self.pos += 1
+                break
+            self.pos += 1
+        if len(options) == 1:
+            return re.escape("{") + options[0] + re.escape("}")
+        return "(?:" + "|".join(options) + ")"
+
+
+def _translate(pattern: str) -> str:
+    regex = _Translator(pattern).translate()
+    # picomatch lets a pattern ending in a wildcard also match a trailing slash.
+    if pattern.endswith(("*", "]")) and not pattern.endswith("\\*"):
+        regex += "/?"
+    return regex
+
+
+def compile_patterns(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """Compile globs into one predicate; raise ``ValueError`` on a bad glob."""
+    if isinstance(patterns, str):
+        raise ValueError("patterns must be a sequence of strings, not a string")
+    parts = [_translate(p) for p in patterns]
+    if not parts:
+        return lambda value: False
+    match = re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL).match
+    return lambda value: bool(value) and match(value) is not None
+
+
+def create_url_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """Same contract as ``createUrlMatcher`` of ``@fal-ai/server-proxy``."""
+    return compile_patterns(tuple(patterns))
+
+
+@lru_cache(maxsize=64)
+def _cached_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    return compile_patterns(patterns)
+
+
+def is_allowed_url(url_without_scheme: str, patterns: Sequence[str] | None = None) -> bool:
+    """Whether ``host/path?query`` matches the patterns (default: fal's)."""
+    if patterns is None:
+        from .config import DEFAULT_ALLOWED_URL_PATTERNS
+
+        patterns = DEFAULT_ALLOWED_URL_PATTERNS
+    return _cached_matcher(tuple(patterns))(url_without_scheme)
+
+
+def is_allowed_endpoint(endpoint: str, patterns: Sequence[str]) -> bool:
+    """Whether an endpoint id matches; an empty list allows every endpoint."""
+    if not patterns:
+        return True
+    return _cached_matcher(tuple(patterns))(endpoint)
+
+
+def get_endpoint(target_url: str) -> str:
+    """The path of a target URL without its leading slash (``owner/app/...``)."""
+    path = urlsplit(target_url).path
+    return path[1:] if path.startswith("/") else path
+
+
+def is_fal_host(host: str) -> bool:
+    """Whether a host name is fal's own: ``fal.ai``, ``fal.run`` or below them."""
+    return any(host == d or host.endswith("." + d) for d in FAL_DOMAINS)

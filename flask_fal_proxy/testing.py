@@ -1,0 +1,340 @@
+"""An offline stand-in for fal, for the example app and for your own tests.
+
+``FakeFal`` serves fal's queue, synchronous-run, streaming and storage
+shapes on 127.0.0.1, checks that every call carries the expected
+``Authorization: Key ...`` and records what it received. ``LoopbackAdapter``
+is a requests transport that sends ``https://<fal host>/...`` to it while
+keeping the original ``Host``, so the proxy under test vets and sends the
+real fal URL and only the last hop is redirected: nothing in the proxy is
+mocked.
+
+    fake = FakeFal(key="test-key").start()
+    app.config["FAL_KEY"] = "test-key"
+    app.register_blueprint(create_blueprint(session=fake.session()))
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+__all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall"]
+
+
+class LoopbackAdapter(HTTPAdapter):
+    """Deliver every request to ``http://host:port`` whatever its URL says."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        self.loopback = (host, port)
+        super().__init__(**kwargs)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):  # type: ignore[no-untyped-def]
+        host, port = self.loopback
+        return self.poolmanager.connection_from_host(host, port, scheme="http")
+
+    def get_connection(self, url, proxies=None):  # type: ignore[no-untyped-def]
+        host, port = self.loopback
+        return self.poolmanager.connection_from_host(host, port, scheme="http")
+
+    def cert_verify(self, conn, url, verify, cert):  # type: ignore[no-untyped-def]
+        return None
+
+    def request_url(self, request, proxies):  # type: ignore[no-untyped-def]
+        return request.path_url
+
+    def add_headers(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        request.headers.setdefault("Host", urlsplit(request.url).netloc)
+
+
+@dataclass
+class RecordedCall:
+    method: str
+    host: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class _Job:
+    endpoint: str
+    app_id: str
+    input: Any
+    polls: int = 0
+    cancelled: bool = False
+    logs: list[dict[str, str]] = field(default_factory=list)
+
+
+def _image_for(prompt: str) -> str:
+    text = html.escape(prompt[:60] or "(empty prompt)")
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="512" height="256">'
+        '<rect width="100%" height="100%" fill="#1f2937"/>'
+        '<text x="50%" y="50%" fill="#f9fafb" font-size="22" text-anchor="middle" '
+        f'font-family="sans-serif">{text}</text></svg>'
+    )
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _result_for(endpoint: str, payload: Any) -> dict[str, Any]:
+    prompt = payload.get("prompt", "") if isinstance(payload, dict) else ""
+    return {
+        "images": [
+            {
+                "url": _image_for(str(prompt)),
+                "width": 512,
+                "height": 256,
+                "content_type": "image/svg+xml",
+            }
+        ],
+        "prompt": prompt,
+        "seed": 42,
+        "endpoint": endpoint,
+        "has_nsfw_concepts": [False],
+    }
+
+
+def _json(data: Any, status: int = 200, **headers: str) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+
+def _sse(events: Iterator[Any], delay: float) -> Iterator[bytes]:
+    for event in events:
+        yield f"data: {json.dumps(event)}\n\n".encode()
+        time.sleep(delay)
+
+
+class FakeFal:
+    """fal on loopback: ``queue.fal.run``, ``fal.run`` and ``rest.fal.ai`` by ``Host``.
+
+    Endpoints whose id contains ``validation-error`` answer 422 with fal's
+    ``detail`` shape; ``server-error`` answers 500. Queue jobs move from
+    IN_QUEUE to IN_PROGRESS to COMPLETED over successive status polls.
+    """
+
+    def __init__(
+        self,
+        key: str = "fake-fal-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stream_delay: float = 0.05,
+    ) -> None:
+        self.key = key
+        self.stream_delay = stream_delay
+        self.calls: list[RecordedCall] = []
+        self.uploads: dict[str, bytes] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._server = make_server(host, port, self._wsgi, threaded=True)
+        self.host = host
+        self.port = self._server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> FakeFal:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-fal", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeFal:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def session(self) -> requests.Session:
+        """A session like the proxy's default one, with fal's hosts routed here."""
+        from .forwarder import default_session
+
+        session = default_session()
+        adapter = LoopbackAdapter(self.port, self.host, pool_maxsize=64, max_retries=0)
+        session.mount("https://", adapter)
+        return session
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        response = self._dispatch(request)
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        host = request.host.split(":")[0]
+        body = request.get_data()
+        if request.path.startswith("/__upload/"):
+            if request.method != "PUT":
+                return _json({"detail": "Method not allowed"}, 405)
+            self.uploads[request.path] = body
+            return Response(b"", 200)
+        with self._lock:
+            self.calls.append(
+                RecordedCall(
+                    request.method,
+                    host,
+                    request.path,
+                    request.query_string.decode(),
+                    dict(request.headers),
+                    body,
+                )
+            )
+        if request.headers.get("Authorization") != f"Key {self.key}":
+            return _json({"detail": "Invalid or missing fal key"}, 401)
+        payload: Any = None
+        if body:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return _json({"detail": "Body is not JSON"}, 400)
+        path = request.path.strip("/")
+        if host == "queue.fal.run":
+            return self._queue(request, path, payload)
+        if host == "fal.run":
+            return self._run(request, path, payload)
+        if host == "rest.fal.ai" and path.startswith("storage/upload/"):
+            return self._storage(path, payload)
+        return _json({"detail": f"No such fake host {host}"}, 404)
+
+    def _error_for(self, endpoint: str) -> Response | None:
+        if "validation-error" in endpoint:
+            detail = [
+                {"loc": ["body", "prompt"], "msg": "field required", "type": "value_error.missing"}
+            ]
+            return _json({"detail": detail}, 422)
+        if "server-error" in endpoint:
+            return _json({"detail": "Internal error in the model"}, 500)
+        return None
+
+    def _run(self, request: Request, endpoint: str, payload: Any) -> Response:
+        error = self._error_for(endpoint)
+        if error is not None:
+            return error
+        if endpoint.endswith("/stream"):
+            prompt = payload.get("prompt", "") if isinstance(payload, dict) else ""
+            final = _result_for(endpoint[: -len("/stream")], payload)
+            partial = [{"partial": True, "step": i, "text": prompt[: i * 4]} for i in range(1, 4)]
+            return Response(
+                _sse(iter([*partial, final]), self.stream_delay), mimetype="text/event-stream"
+            )
+        return _json(_result_for(endpoint, payload), **{"x-fal-request-id": str(uuid.uuid4())})
+
+    def _queue(self, request: Request, path: str, payload: Any) -> Response:
+        parts = path.split("/")
+        if "requests" in parts:
+            at = parts.index("requests")
+            app_id = "/".join(parts[:at])
+            rest = parts[at + 1 :]
+            job = self._jobs.get(rest[0]) if rest else None
+            if job is None or job.app_id != app_id:
+                return _json({"detail": "Request not found"}, 404)
+            request_id, action = rest[0], "/".join(rest[1:])
+            base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
+            if action == "status" and request.method == "GET":
+                return _json(self._status(job, base, request.args.get("logs") == "1"))
+            if action == "status/stream" and request.method == "GET":
+                return Response(
+                    _sse(self._status_events(job, base), self.stream_delay),
+                    mimetype="text/event-stream",
+                )
+            if action == "cancel" and request.method == "PUT":
+                job.cancelled = True
+                return _json({"status": "CANCELLATION_REQUESTED"}, 202)
+            if action == "" and request.method == "GET":
+                if job.polls < 2 and not job.cancelled:
+                    return _json({"detail": "Request is still in progress"}, 400)
+                return _json(
+                    _result_for(job.endpoint, job.input), **{"x-fal-request-id": request_id}
+                )
+            return _json({"detail": "Not found"}, 404)
+        if request.method != "POST":
+            return _json({"detail": "Method not allowed"}, 405)
+        error = self._error_for(path)
+        if error is not None:
+            return error
+        request_id = str(uuid.uuid4())
+        app_id = "/".join(parts[:2])
+        self._jobs[request_id] = _Job(endpoint=path, app_id=app_id, input=payload)
+        base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
+        return _json(
+            {
+                "request_id": request_id,
+                "response_url": base,
+                "status_url": f"{base}/status",
+                "cancel_url": f"{base}/cancel",
+                "queue_position": 0,
+            }
+        )
+
+    def _status(self, job: _Job, base: str, logs: bool) -> dict[str, Any]:
+        job.polls += 1
+        if job.polls == 1 and not job.cancelled:
+            return {"status": "IN_QUEUE", "queue_position": 0, "response_url": base}
+        if job.polls == 2 and not job.cancelled:
+            job.logs.append(
+                {
+                    "message": "generating",
+                    "level": "INFO",
+                    "source": "user",
+                    "timestamp": "2026-01-01T00:00:00Z",
+                }
+            )
+            status: dict[str, Any] = {"status": "IN_PROGRESS", "response_url": base}
+        else:
+            job.polls = max(job.polls, 3)
+            status = {
+                "status": "COMPLETED",
+                "response_url": base,
+                "metrics": {"inference_time": 0.1},
+            }
+        if logs:
+            status["logs"] = list(job.logs)
+        return status
+
+    def _status_events(self, job: _Job, base: str) -> Iterator[dict[str, Any]]:
+        while True:
+            status = self._status(job, base, True)
+            yield status
+            if status["status"] == "COMPLETED":
+                return
+
+    def _storage(self, path: str, payload: Any) -> Response:
+        if path == "storage/upload/initiate":
+            name = (
+                payload.get("file_name", "upload.bin")
+                if isinstance(payload, dict)
+                else "upload.bin"
+            )
+            token = uuid.uuid4().hex
+            return _json(
+                {
+                    "upload_url": f"{self.base_url}/__upload/{token}/{name}",
+                    "file_url": f"https://v3.fal.media/files/fake/{token}/{name}",
+                }
+            )
+        return _json({"detail": "Not found"}, 404)

@@ -1,0 +1,29 @@
+# Sourced by the other scripts: a project venv with the package and its test extras.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[test]"
+  touch "$stamp"
+fi
+
+npm_install() { # npm_install DIR: install a Node project from its lockfile
+  if ! command -v npm >/dev/null; then
+    echo "npm is required for $1 (install Node.js 20+)" >&2
+    return 1
+  fi
+  if [ ! -d "$1/node_modules" ] || [ "$1/package-lock.json" -nt "$1/node_modules" ]; then
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+}
+
+build_example_bundle() {
+  npm_install example_app
+  (cd example_app && npm run --silent build >/dev/null)
+}
