@@ -38,12 +38,34 @@ def _endpoint_is_checked(method: str, target: Target) -> bool:
     return method == "POST" and not (target.host == "fal.ai" or target.host.endswith(".fal.ai"))
 
 
+# Values of Sec-Fetch-Site with which a browser says another site started the call.
+_FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def _origin_allowed(request: flask.Request, allowed: frozenset[str]) -> bool:
+    """The ``allowed_origins`` guard against other websites spending the owner's credits.
+
+    A browser always sends ``Origin`` on the calls ``@fal-ai/client`` makes
+    from another site (the ``x-fal-target-url`` header makes them CORS
+    requests), so a present ``Origin`` decides alone. Without one the call
+    comes from the same origin, a navigation, or a non-browser client, none
+    of which this guard is about; only a browser that still reports a foreign
+    initiator through ``Sec-Fetch-Site`` is refused.
+    """
+    origins = request.headers.getlist("Origin")
+    if origins:
+        return len(origins) == 1 and origins[0] in allowed
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    return fetch_site not in _FOREIGN_FETCH_SITES
+
+
 class _ProxyView:
     def __init__(self, config: ProxyConfig, forwarder: Forwarder) -> None:
         self.config = config
         self.forwarder = forwarder
         self.is_authenticated = config.authentication_check
         self.resolve_fal_auth = config.credential_resolver
+        self.allowed_origins = frozenset(config.allowed_origins)
 
     def __call__(self) -> flask.Response:
         request = flask.request
@@ -61,6 +83,8 @@ class _ProxyView:
 
     def handle(self, request: flask.Request) -> Any:
         config = self.config
+        if self.allowed_origins and not _origin_allowed(request, self.allowed_origins):
+            raise errors.origin_not_allowed()
         raw_targets = request.headers.getlist(TARGET_URL_HEADER)
         if not raw_targets or not raw_targets[0]:
             raise errors.missing_target_url()

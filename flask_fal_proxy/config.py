@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .policy import compile_patterns
 
@@ -115,6 +116,7 @@ class ProxyConfig:
     forward_request_headers: Sequence[str] = ()
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    allowed_origins: Sequence[str] = ()
     _compiled: dict[str, object] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -148,6 +150,13 @@ class ProxyConfig:
             raise ValueError("max_request_body_bytes must be a positive int")
         _positive_number("connect_timeout", self.connect_timeout)
         _positive_number("read_timeout", self.read_timeout)
+        set_(
+            self,
+            "allowed_origins",
+            tuple(
+                _normalize_origin(o) for o in _as_tuple("allowed_origins", self.allowed_origins)
+            ),
+        )
         # Compiling here both validates the globs and keeps it off the request path.
         self._compiled["urls"] = compile_patterns(self.allowed_url_patterns)
         self._compiled["endpoints"] = compile_patterns(self.allowed_endpoints)
@@ -167,6 +176,48 @@ class ProxyConfig:
     @property
     def credential_resolver(self) -> ResolveFalAuth:
         return self.resolve_fal_auth or fal_key_from_app_or_env
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalize_origin(value: str) -> str:
+    """An allowed origin in the form a browser writes it in ``Origin``.
+
+    Browsers send ``scheme://host[:port]`` in lowercase and leave out the
+    default port, so entries are brought to that form here and the request
+    check stays a set lookup. ``null`` (sandboxed frames, ``file:`` pages) and
+    wildcards are refused: any site can produce them.
+    """
+    if value == "null" or "*" in value:
+        raise ValueError(f"allowed_origins cannot include {value!r}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"allowed_origins entry {value!r} is not an origin") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not host
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or value.endswith(("?", "#"))
+        or not value.isascii()
+        or any(ord(c) < 0x21 for c in value)
+    ):
+        raise ValueError(
+            f"allowed_origins entry {value!r} must be scheme://host[:port] with no path"
+        )
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
 
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")

@@ -65,6 +65,12 @@ def endpoint_not_allowed() -> ProxyError:
     return ProxyError(403, "endpoint_not_allowed", "This endpoint is not allowed by the proxy.")
 
 
+def origin_not_allowed() -> ProxyError:
+    return ProxyError(
+        403, "origin_not_allowed", "Requests from this origin are not allowed by the proxy."
+    )
+
+
 def unauthorized() -> ProxyError:
     return ProxyError(401, "unauthorized", "Authentication is required to use the fal proxy.")
 
