@@ -5,7 +5,7 @@ The glob dialect is the subset of picomatch (with ``dot: true``) that
 unchanged: ``*`` is a run of characters without ``/``; ``**`` as a whole
 segment is any run of segments, and a trailing ``/**`` also matches the bare
 prefix; ``?`` is one character but ``/``; ``\\?`` is a literal ``?``;
-``[...]`` is a class; ``{a,b}`` are alternatives. As in picomatch, wildcards
+``[...]`` is a class (``[^...]`` negated); ``{a,b}`` are alternatives. As in picomatch, wildcards
 never match a ``.`` or ``..`` segment. Negation (a leading ``!``) and
 extglobs are rejected because in an allow-list they invert its meaning.
 
@@ -111,28 +111,30 @@ class _Translator:
         return _GLOBSTAR
 
     def bracket(self) -> str:
+        # As picomatch does: "[^...]" negates (never matching "/"), while
+        # "[!...]" is a plain class that includes "!".
         p = self.pattern
         end = self.pos + 1
-        if end < len(p) and p[end] in "!^":
+        if end < len(p) and p[end] == "^":
             end += 1
         if end < len(p) and p[end] == "]":
             end += 1
         while end < len(p) and p[end] != "]":
             end += 1
         if end >= len(p):
-            out = re.escape("[")
             self.pos += 1
-            return out
+            return re.escape("[")
         inner = p[self.pos + 1 : end]
         self.pos = end + 1
-        negate = inner[:1] in ("!", "^")
+        negate = inner.startswith("^")
         if negate:
             inner = inner[1:]
         inner = inner.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
-        return f"[^/{inner}]" if negate else f"(?!/)[{inner}]"
+        return f"[^/{inner}]" if negate else f"[{inner}]"
 
     def braces(self) -> str:
         self.pos += 1
+        start = self.pos
         options: list[str] = []
         while True:
             options.append(self.sequence(top=False))
@@ -143,6 +145,8 @@ class _Translator:
                 break
             self.pos += 1
         if len(options) == 1:
+            if ".." in self.pattern[start : self.pos - 1]:
+                raise self.fail("brace ranges are not supported")
             return re.escape("{") + options[0] + re.escape("}")
         return "(?:" + "|".join(options) + ")"
 

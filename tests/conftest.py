@@ -45,7 +45,9 @@ def client(make_app: Callable[..., flask.Flask]) -> flask.testing.FlaskClient:
 
 
 @pytest.fixture(autouse=True)
-def _key_never_logged(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _key_never_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Every test doubles as a leak check: the key must not reach any log line."""
     monkeypatch.delenv("FAL_KEY", raising=False)
     monkeypatch.delenv("FAL_KEY_ID", raising=False)
