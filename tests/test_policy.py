@@ -1,4 +1,4 @@
-"""The glob helpers, case for case with @fal-ai/server-proxy's index.spec.ts, plus picomatch edges."""
+"""The glob helpers: every case of index.spec.ts of @fal-ai/server-proxy, and picomatch edges."""
 
 import pytest
 

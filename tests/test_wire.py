@@ -192,7 +192,8 @@ def test_netrc_never_replaces_the_key(tmp_path, monkeypatch, trust_env):
 def sse_upstream(events: int, interval: float, sent: list[float]):
     def respond(request: RawRequest, sock) -> None:
         sock.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
         )
         for i in range(events):
             sent.append(time.monotonic())
