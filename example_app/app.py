@@ -25,7 +25,14 @@ def create_app() -> Flask:
     logging.basicConfig(level=logging.INFO)
 
     outbound = None
-    if not os.environ.get("FAL_KEY"):
+    fake_port = os.environ.get("FAL_PROXY_FAKE_PORT")
+    if fake_port:
+        # End-to-end tests run the fake fal in their own process, to read what
+        # it received, and point this app at it; FAL_KEY is then the fake's key.
+        from flask_fal_proxy.testing import loopback_session
+
+        outbound = loopback_session(int(fake_port))
+    elif not os.environ.get("FAL_KEY"):
         from flask_fal_proxy.testing import FakeFal
 
         fake = FakeFal(key="example-offline-key").start()

@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-__all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall"]
+__all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall", "loopback_session"]
 
 
 class LoopbackAdapter(HTTPAdapter):
@@ -57,6 +57,19 @@ class LoopbackAdapter(HTTPAdapter):
 
     def add_headers(self, request, **kwargs):  # type: ignore[no-untyped-def]
         request.headers.setdefault("Host", urlsplit(request.url).netloc)
+
+
+def loopback_session(port: int, host: str = "127.0.0.1") -> requests.Session:
+    """The proxy's default session with every https call delivered to ``host:port``.
+
+    For a fake fal running in another process (a test that serves the app
+    under gunicorn keeps the fake in its own process to read ``calls``).
+    """
+    from .forwarder import default_session
+
+    session = default_session()
+    session.mount("https://", LoopbackAdapter(port, host, pool_maxsize=64, max_retries=0))
+    return session
 
 
 @dataclass
@@ -124,8 +137,9 @@ def _sse(events: Iterator[Any], delay: float) -> Iterator[bytes]:
 class FakeFal:
     """fal on loopback: ``queue.fal.run``, ``fal.run`` and ``rest.fal.ai`` by ``Host``.
 
-    Endpoints whose id contains ``validation-error`` answer 422 with fal's
-    ``detail`` shape; ``server-error`` answers 500. Queue jobs move from
+    Endpoints whose id contains ``validation-error``, and inputs whose
+    ``num_images`` is outside 1..4, answer 422 with fal's ``detail`` shape;
+    ``server-error`` answers 500. Queue jobs move from
     IN_QUEUE to IN_PROGRESS to COMPLETED over successive status polls.
     """
 
@@ -173,12 +187,7 @@ class FakeFal:
 
     def session(self) -> requests.Session:
         """A session like the proxy's default one, with fal's hosts routed here."""
-        from .forwarder import default_session
-
-        session = default_session()
-        adapter = LoopbackAdapter(self.port, self.host, pool_maxsize=64, max_retries=0)
-        session.mount("https://", adapter)
-        return session
+        return loopback_session(self.port, self.host)
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -189,10 +198,7 @@ class FakeFal:
         host = request.host.split(":")[0]
         body = request.get_data()
         if request.path.startswith("/__upload/"):
-            if request.method != "PUT":
-                return _json({"detail": "Method not allowed"}, 405)
-            self.uploads[request.path] = body
-            return Response(b"", 200)
+            return self._upload(request, body)
         with self._lock:
             self.calls.append(
                 RecordedCall(
@@ -221,7 +227,23 @@ class FakeFal:
             return self._storage(path, payload)
         return _json({"detail": f"No such fake host {host}"}, 404)
 
-    def _error_for(self, endpoint: str) -> Response | None:
+    def _upload(self, request: Request, body: bytes) -> Response:
+        # The client PUTs straight to the signed URL, from the page's origin
+        # in a browser, so the bucket answers CORS like fal's CDN does.
+        cors = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": "PUT",
+            "Access-Control-Allow-Headers": "content-type",
+        }
+        if request.method == "OPTIONS":
+            return Response(b"", 204, headers=cors)
+        if request.method != "PUT":
+            return _json({"detail": "Method not allowed"}, 405)
+        with self._lock:
+            self.uploads[request.path] = body
+        return Response(b"", 200, headers=cors)
+
+    def _error_for(self, endpoint: str, payload: Any = None) -> Response | None:
         if "validation-error" in endpoint:
             detail = [
                 {"loc": ["body", "prompt"], "msg": "field required", "type": "value_error.missing"}
@@ -229,10 +251,23 @@ class FakeFal:
             return _json({"detail": detail}, 422)
         if "server-error" in endpoint:
             return _json({"detail": "Internal error in the model"}, 500)
+        count = payload.get("num_images", 1) if isinstance(payload, dict) else 1
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
+            # What a model's input schema answers, so clients see a real ValidationError.
+            detail = [
+                {
+                    "loc": ["body", "num_images"],
+                    "msg": "Input should be less than or equal to 4",
+                    "type": "less_than_equal",
+                    "ctx": {"le": 4},
+                    "input": count,
+                }
+            ]
+            return _json({"detail": detail}, 422)
         return None
 
     def _run(self, request: Request, endpoint: str, payload: Any) -> Response:
-        error = self._error_for(endpoint)
+        error = self._error_for(endpoint, payload)
         if error is not None:
             return error
         if endpoint.endswith("/stream"):
@@ -274,15 +309,17 @@ class FakeFal:
             return _json({"detail": "Not found"}, 404)
         if request.method != "POST":
             return _json({"detail": "Method not allowed"}, 405)
-        error = self._error_for(path)
+        error = self._error_for(path, payload)
         if error is not None:
             return error
         request_id = str(uuid.uuid4())
         app_id = "/".join(parts[:2])
-        self._jobs[request_id] = _Job(endpoint=path, app_id=app_id, input=payload)
+        with self._lock:
+            self._jobs[request_id] = _Job(endpoint=path, app_id=app_id, input=payload)
         base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
         return _json(
             {
+                "status": "IN_QUEUE",
                 "request_id": request_id,
                 "response_url": base,
                 "status_url": f"{base}/status",
