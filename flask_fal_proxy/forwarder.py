@@ -9,7 +9,10 @@ and the prepared URL is compared with the vetted one, so a URL that
 requests or urllib3 would rewrite is refused instead of sent. The answer is
 relayed chunk by chunk as it arrives, which keeps server-sent events live and
 memory flat, and the upstream connection is closed the moment the browser
-goes away rather than drained.
+goes away rather than drained. A compressed answer (which fal should not
+send: the request asks for ``identity``) is relayed as received, with its
+``Content-Encoding``, never decoded here: a small compressed bomb costs the
+proxy no memory, CPU or outbound bandwidth beyond its own size.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _PASSTHROUGH_REQUEST = ("content-type", "accept", "user-agent")
-_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
+_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 STREAM_CHUNK_SIZE = 64 * 1024
 
 
@@ -144,16 +147,20 @@ class Forwarder:
         response_headers = Headers()
         dropped = _DROPPED_RESPONSE | connection_tokens(upstream.headers)
         for name, value in raw.headers.items():
-            if name.lower() not in dropped:
+            lower = name.lower()
+            if lower not in dropped and not (
+                lower == "content-encoding" and value.strip().lower() == "identity"
+            ):
                 response_headers.add(name, value)
         bodyless = method == "HEAD" or upstream.status_code in (204, 304)
         body: Iterable[bytes] = () if bodyless else self._stream(upstream)
         if bodyless:
             upstream.close()
+        typed = "content-type" in response_headers
         response = Response(
             body, status=upstream.status_code, headers=response_headers, direct_passthrough=True
         )
-        if "content-type" not in response_headers:
+        if not typed:
             del response.headers["Content-Type"]
         return response
 
@@ -163,7 +170,7 @@ class Forwarder:
         complete = False
         try:
             while True:
-                chunk = read(self.chunk_size, decode_content=True)
+                chunk = read(self.chunk_size, decode_content=False)
                 if not chunk:
                     complete = True
                     return

@@ -156,6 +156,16 @@ def test_response_status_headers_and_body_are_relayed():
     assert "upstream-secret" not in json.dumps(dict(response.headers))
 
 
+def test_no_content_type_is_invented():
+    def bare(request: RawRequest, sock) -> None:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nraw")
+
+    with Upstream(bare) as upstream, ProxyServer(upstream, TEST_KEY) as proxy:
+        response = send(proxy, json={})
+    assert response.content == b"raw"
+    assert "content-type" not in response.headers
+
+
 def test_redirects_are_relayed_not_followed():
     redirect = json_reply(302, b"{}", [("Location", "https://evil.example/steal")])
     with Upstream(redirect) as upstream, ProxyServer(upstream, TEST_KEY) as proxy:
