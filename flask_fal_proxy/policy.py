@@ -7,7 +7,10 @@ segment is any run of segments, and a trailing ``/**`` also matches the bare
 prefix; ``?`` is one character but ``/``; ``\\?`` is a literal ``?``;
 ``[...]`` is a class (``[^...]`` negated); ``{a,b}`` are alternatives. As in picomatch, wildcards
 never match a ``.`` or ``..`` segment. Negation (a leading ``!``) and
-extglobs are rejected because in an allow-list they invert its meaning.
+extglobs are rejected because in an allow-list they invert its meaning;
+so are the corners where picomatch's behaviour is surprising (runs of three
+stars, ``**`` glued to other characters, brace ranges). A differential test
+checks the rest against picomatch itself.
 
 Patterns are compiled to one regular expression per list, once.
 """
@@ -33,7 +36,8 @@ FAL_DOMAINS = ("fal.ai", "fal.run")
 
 _SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]*"
 _GLOBSTAR = rf"{_SEGMENT}(?:/{_SEGMENT})*"
-_STAR_SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]+"
+# A lone "*" may be empty mid-pattern ("a/*/b" matches "a//b") but not at the end.
+_STAR_SEGMENT = r"(?!\.{1,2}(?:/|$))(?=.)[^/]*"
 
 
 class _Translator:
@@ -73,8 +77,12 @@ class _Translator:
                     raise self.fail("extglobs are not supported")
                 stars = end - self.pos
                 whole_segment = at_segment_start and (end == len(p) or p[end] == "/")
+                if stars > 2:
+                    raise self.fail("use '*' or '**', not a longer run of stars")
+                if stars == 2 and at_segment_start and not whole_segment:
+                    raise self.fail("'**' must be a whole path segment")
                 self.pos = end
-                if stars >= 2 and whole_segment:
+                if stars == 2 and whole_segment:
                     out.append(self.globstar(out))
                 elif whole_segment:
                     out.append(_STAR_SEGMENT)
@@ -152,6 +160,8 @@ class _Translator:
 
 
 def _translate(pattern: str) -> str:
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
     regex = _Translator(pattern).translate()
     # picomatch lets a pattern ending in a wildcard also match a trailing slash.
     if pattern.endswith(("*", "]")) and not pattern.endswith("\\*"):

@@ -188,6 +188,7 @@ def test_is_allowed_endpoint_spec(endpoint, patterns, allowed):
         # a star inside a segment may match nothing, a star segment may not
         ("fal-ai/fast-*", "fal-ai/fast-", True),
         ("fal-ai/*", "fal-ai/", False),
+        ("fal.run/*/path", "fal.run//path", True),
         # ** in the middle spans zero or more segments
         ("fal-ai/**/dev", "fal-ai/dev", True),
         ("fal-ai/**/dev", "fal-ai/flux/v1/dev", True),
@@ -222,6 +223,8 @@ def test_glob_semantics(pattern, value, want):
         "fal-ai/{a,b",
         "fal-ai/x\\",
         "fal-ai/{1..3}",
+        "fal-ai/***",
+        "**x/y",
     ],
 )
 def test_unsupported_or_broken_globs_are_refused(pattern):
