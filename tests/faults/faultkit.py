@@ -433,7 +433,8 @@ class Stack:
         assert self.proxy.proc.poll() is None, "gunicorn died"
         assert self.fds_settle() <= self.baseline_fds
         elapsed = self.burst()
-        assert elapsed < 2 * BURST_SLEEP * 1000 * 0.95, f"a worker thread is still busy ({elapsed:.0f} ms)"
+        limit = 2 * BURST_SLEEP * 1000 * 0.95
+        assert elapsed < limit, f"a worker thread is still busy ({elapsed:.0f} ms)"
         assert FAL_KEY not in self.proxy.text()
 
     def close(self) -> None:

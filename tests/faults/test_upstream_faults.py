@@ -75,7 +75,8 @@ def bad_chunked(sock: socket.socket, conn: UpstreamConn) -> None:
 
 
 def huge_header(sock: socket.socket, conn: UpstreamConn) -> None:
-    sock.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n{}")
+    big = b"X-Big: " + b"a" * 100_000
+    sock.sendall(b"HTTP/1.1 200 OK\r\n" + big + b"\r\nContent-Length: 2\r\n\r\n{}")
     wait_peer_close(sock, conn)
 
 
@@ -221,9 +222,7 @@ def test_no_answer_is_504_json_after_read_timeout_and_the_connection_is_closed(s
 
 def _read_cut_stream(stack, name: str) -> tuple[int, bytes, float, BaseException | None]:
     started = time.monotonic()
-    r = requests.post(
-        stack.url(), headers=stack.target(name), json={}, timeout=15, stream=True
-    )
+    r = requests.post(stack.url(), headers=stack.target(name), json={}, timeout=15, stream=True)
     received = b""
     error: BaseException | None = None
     try:
@@ -300,9 +299,9 @@ def test_non_json_5xx_is_relayed_as_is(stack):
 
 def test_browser_gone_mid_stream_closes_the_upstream_promptly(stack):
     request = (
-        "GET /api/fal/proxy HTTP/1.1\r\nHost: proxy\r\n"
-        "x-fal-target-url: https://fal.run/fault/infinite\r\nConnection: close\r\n\r\n"
-    ).encode()
+        b"GET /api/fal/proxy HTTP/1.1\r\nHost: proxy\r\n"
+        b"x-fal-target-url: https://fal.run/fault/infinite\r\nConnection: close\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=5) as sock:
         sock.sendall(request)
         got = b""
