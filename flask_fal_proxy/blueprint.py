@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 import flask
@@ -27,6 +28,7 @@ logger = logging.getLogger("flask_fal_proxy")
 ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE")
 _ALLOW_HEADER = ", ".join((*ALLOWED_METHODS, "HEAD", "OPTIONS"))
 _VIEW = "proxy"
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 def _endpoint_is_checked(method: str, target: Target) -> bool:
@@ -77,6 +79,11 @@ class _ProxyView:
                     "no fal credentials: set FAL_KEY in app.config or the environment, "
                     "or pass resolve_fal_auth"
                 )
+            elif err.code == "invalid_credentials":
+                logger.error(
+                    "the fal credentials are not a valid header value (a stray newline "
+                    "or control character in FAL_KEY?); not sending them"
+                )
             else:
                 logger.warning("rejected %s request: %s (%d)", request.method, err.code, err.status)
             return err.to_response()  # type: ignore[return-value]
@@ -105,6 +112,9 @@ class _ProxyView:
         authorization = self.resolve_fal_auth(request)
         if not authorization:
             raise errors.missing_credentials()
+        if _HEADER_VALUE.fullmatch(authorization) is None:
+            # requests would refuse it too, but with the value in the message.
+            raise errors.invalid_credentials()
         body = None
         if method not in ("GET", "HEAD"):
             body = read_json_body(request, config.max_request_body_bytes)

@@ -74,10 +74,13 @@ def fal_key_from_app_or_env(request: flask.Request) -> str | None:
     """
     from flask import current_app
 
-    key = current_app.config.get("FAL_KEY") or os.environ.get("FAL_KEY")
+    def setting(name: str) -> str:
+        # Keys pasted from files often carry a trailing newline.
+        return (current_app.config.get(name) or os.environ.get(name) or "").strip()
+
+    key = setting("FAL_KEY")
     if not key:
-        key_id = current_app.config.get("FAL_KEY_ID") or os.environ.get("FAL_KEY_ID")
-        secret = current_app.config.get("FAL_KEY_SECRET") or os.environ.get("FAL_KEY_SECRET")
+        key_id, secret = setting("FAL_KEY_ID"), setting("FAL_KEY_SECRET")
         if key_id and secret:
             key = f"{key_id}:{secret}"
     return f"Key {key}" if key else None
@@ -153,9 +156,7 @@ class ProxyConfig:
         set_(
             self,
             "allowed_origins",
-            tuple(
-                _normalize_origin(o) for o in _as_tuple("allowed_origins", self.allowed_origins)
-            ),
+            tuple(_normalize_origin(o) for o in _as_tuple("allowed_origins", self.allowed_origins)),
         )
         # Compiling here both validates the globs and keeps it off the request path.
         self._compiled["urls"] = compile_patterns(self.allowed_url_patterns)

@@ -93,6 +93,12 @@ def missing_credentials() -> ProxyError:
     )
 
 
+def invalid_credentials() -> ProxyError:
+    return ProxyError(
+        500, "invalid_credentials", "The fal proxy's fal credentials are misconfigured."
+    )
+
+
 def upstream_unreachable() -> ProxyError:
     return ProxyError(502, "upstream_unreachable", "fal could not be reached.")
 

@@ -353,3 +353,25 @@ def test_each_refusal_is_logged_once_without_secrets(client, fake, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "flask_fal_proxy"]
     assert len(lines) == 1
     assert "invalid_target_url" in lines[0] and "412" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "bad", [f"Key {TEST_KEY}\n", f"Key {TEST_KEY}\r\nX-Evil: 1", f"Key {TEST_KEY}\x00"]
+)
+def test_credentials_that_are_not_a_header_value_are_refused_without_leaking(
+    make_app, fake, caplog, bad
+):
+    client = make_app(resolve_fal_auth=lambda request: bad).test_client()
+    response = client.post(PROXY, headers=target(RUN), json={})
+    assert_proxy_error(response, 500, "invalid_credentials")
+    assert any("not a valid header value" in r.getMessage() for r in caplog.records)
+    assert fake.calls == []
+
+
+def test_trailing_newline_in_fal_key_is_tolerated(make_app, fake, monkeypatch):
+    monkeypatch.setenv("FAL_KEY", TEST_KEY + "\n")
+    assert (
+        make_app(fal_key=None).test_client().post(PROXY, headers=target(RUN), json={}).status_code
+        == 200
+    )
+    assert fake.calls[0].headers["Authorization"] == f"Key {TEST_KEY}"
