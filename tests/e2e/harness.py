@@ -110,11 +110,16 @@ class Server:
         os.unlink(self.log.name)
 
 
-def gunicorn(app: str, env: dict[str, str]) -> Server:
+def gunicorn(app: str, env: dict[str, str], *extra: str) -> Server:
     """``app`` under gunicorn with the example's production settings, one lean worker."""
     env = {**env, "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "8"}
-    argv = [str(VENV_BIN / "gunicorn"), "-c", "example_app/gunicorn.conf.py", app]
+    argv = [str(VENV_BIN / "gunicorn"), "-c", "example_app/gunicorn.conf.py", *extra, app]
     return Server(argv, env, r"Listening at: http://127\.0\.0\.1:(\d+)")
+
+
+def node_server(script: str, env: dict[str, str], *node_args: str) -> Server:
+    node = require_node()
+    return Server([node, *node_args, script], env, r"listening on (\d+)", cwd=E2E_DIR)
 
 
 def run_node(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60):
