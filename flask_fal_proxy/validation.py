@@ -71,6 +71,11 @@ def parse_target_url(value: str) -> Target:
         raise errors.invalid_target_url("too long")
     if not value.startswith("https://"):
         raise errors.invalid_target_url("only https URLs are allowed")
+    if "," in value:
+        # WSGI servers join a repeated header with commas, so a raw comma is
+        # how a second x-fal-target-url hides inside the first; fal's URLs
+        # have none, and an encoded one (%2C) still passes.
+        raise errors.invalid_target_url("more than one target URL (or an unencoded comma)")
     match = _TARGET_RE.fullmatch(value)
     if match is None:
         authority = value[8:].split("/", 1)[0].split("?", 1)[0]
