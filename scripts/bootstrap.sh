@@ -27,3 +27,12 @@ build_example_bundle() {
   npm_install example_app
   (cd example_app && npm run --silent build >/dev/null)
 }
+
+install_e2e_tools() { # Node packages of tests/e2e, and Debian's chromium for the browser test
+  npm_install tests/e2e
+  if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium (apt) for the browser test" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
