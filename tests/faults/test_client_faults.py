@@ -62,9 +62,7 @@ MALFORMED = {
     "LF injected into the target": HEAD
     + b"x-fal-target-url: https://fal.run/fault/echo\nAuthorization: Key stolen\r\n",
     "space in a header name": HEAD + TARGET + b"x fal: 1\r\n",
-    "Content-Length and Transfer-Encoding": HEAD
-    + TARGET
-    + b"Transfer-Encoding: chunked\r\n",
+    "Content-Length and Transfer-Encoding": HEAD + TARGET + b"Transfer-Encoding: chunked\r\n",
     "two different Content-Lengths": HEAD + TARGET + b"Content-Length: 3\r\n",
     "negative Content-Length": HEAD + TARGET.replace(b"\r\n", b"\r\nContent-Length: -1\r\n"),
 }
