@@ -13,6 +13,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The short soak (tests/soak) drives its load with wrk; CI machines start without it.
+if [ -n "${CI:-}" ] && ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] \
+  && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null
+fi
+
 npm_install() { # npm_install DIR: install a Node project from its lockfile
   if ! command -v npm >/dev/null; then
     echo "npm is required for $1 (install Node.js 20+)" >&2
