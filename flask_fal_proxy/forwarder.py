@@ -61,6 +61,10 @@ class _RejectAllCookies(requests.cookies.RequestsCookieJar):
         return None
 
 
+# Shared by every prepared request: it can never hold a cookie, so sharing is safe.
+_NO_COOKIES = _RejectAllCookies()
+
+
 def default_session(pool_maxsize: int = 64) -> requests.Session:
     """A session for a threaded server: no retries, no cookies, a large pool.
 
@@ -119,7 +123,21 @@ class Forwarder:
     def prepare(
         self, method: str, target: Target, headers: dict[str, str], body: bytes | None
     ) -> requests.PreparedRequest:
-        prepared = requests.Request(method, target.url, headers=headers, data=body).prepare()
+        # Request.prepare() minus its cookie-jar and form-encoding steps, which
+        # do nothing for a bytes body and no cookies but cost a tenth of a call.
+        # URL, header and auth preparation still run: the checks below compare
+        # their output with what was vetted.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.prepare_url(target.url, None)
+        prepared.prepare_headers(headers)
+        prepared._cookies = _NO_COOKIES
+        if body:
+            prepared.body = body
+            prepared.headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            prepared.headers["Content-Length"] = "0"
+        prepared.prepare_auth(None, target.url)
         if prepared.url != target.url:
             raise errors.invalid_target_url("it would be altered before sending")
         if prepared.headers.get("authorization") != headers["authorization"]:
