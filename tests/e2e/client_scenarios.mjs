@@ -37,6 +37,9 @@ const client = (extra = {}) =>
     ...extra,
   });
 
+// Every wait is bounded: a proxy that turns fal's errors into successes would
+// otherwise leave subscribe polling for ever.
+const SUBSCRIBE_TIMEOUT = 5000;
 const started = Date.now();
 const now = () => Date.now() - started;
 
@@ -49,6 +52,7 @@ const scenarios = {
       logs: true,
       mode,
       pollInterval: 50,
+      timeout: SUBSCRIBE_TIMEOUT,
       onEnqueue: (id) => (enqueued = id),
       onQueueUpdate: (u) => updates.push({ status: u.status, logs: u.logs ?? null }),
     });
@@ -66,7 +70,7 @@ const scenarios = {
       priority: "low",
     });
     const statuses = [];
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 10; i++) { // bounded: COMPLETED comes on the third poll
       const status = await fal.queue.status(MODEL, {
         requestId: submitted.request_id,
         logs: true,
@@ -130,7 +134,11 @@ const scenarios = {
   },
 
   async unauthenticated() {
-    return client().subscribe(MODEL, { input: { prompt: "x" }, pollInterval: 50 });
+    return client().subscribe(MODEL, {
+      input: { prompt: "x" },
+      pollInterval: 50,
+      timeout: SUBSCRIBE_TIMEOUT,
+    });
   },
 
   async validation_error() {
@@ -141,6 +149,7 @@ const scenarios = {
     return client().subscribe(MODEL, {
       input: { prompt: "x", num_images: 0 },
       pollInterval: 50,
+      timeout: SUBSCRIBE_TIMEOUT,
     });
   },
 };
@@ -161,10 +170,14 @@ if (!(scenario in scenarios)) {
   console.error(`unknown scenario ${scenario}; one of ${Object.keys(scenarios).join(", ")}`);
   process.exit(2);
 }
+let outcome;
 try {
   if (scenario !== "unauthenticated") await login();
-  const ok = await scenarios[scenario]();
-  console.log(JSON.stringify({ ok: ok ?? null }));
+  outcome = { ok: (await scenarios[scenario]()) ?? null };
 } catch (error) {
-  console.log(JSON.stringify({ error: describe(error) }));
+  outcome = { error: describe(error) };
 }
+console.log(JSON.stringify(outcome));
+// The client can leave a poll timer behind (a subscribe that timed out while a
+// status request was in flight keeps polling), so do not wait for the loop to drain.
+process.exit(0);
