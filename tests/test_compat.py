@@ -472,7 +472,11 @@ def _cell(outcome: Outcome) -> str:
     else:
         parts = []
         for call in outcome.calls:
-            extra = [f"{k}: {v}" for k, v in call.items() if k not in ("request", "x-fal")]
+            extra = [
+                f"{k}: {'none' if v is None else v}"
+                for k, v in call.items()
+                if k not in ("request", "x-fal")
+            ]
             if call["x-fal"]:
                 extra.append("x-fal: " + " ".join(call["x-fal"]))  # type: ignore[arg-type]
             parts.append(f"`{call['request']}` ({'; '.join(extra)})")
