@@ -71,3 +71,20 @@ def test_the_page_generates_an_image_through_the_proxy(served):
     assert all("Cookie" not in c.headers for c in fake.calls)
     rid = page["caption"].split("request ")[1].rstrip(")")
     assert fake.calls[-1].path == f"/fal-ai/flux/requests/{rid}"
+
+
+def test_an_expired_session_shows_the_proxy_refusal(served):
+    fake, url = served
+    fake.calls.clear()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "browser-example-page-refused.png"
+
+    page = run_node("browser.mjs", url, "no session", str(shot), "--drop-session", timeout=90)
+
+    assert page["state"] == "failed", page
+    assert page["error"] == "ApiError: Authentication is required to use the fal proxy."
+    assert page["imageVisible"] is False
+    assert [r["target"] for r in page["requests"] if r["target"]] == [
+        "https://queue.fal.run/fal-ai/flux/schnell"
+    ]
+    assert fake.calls == []

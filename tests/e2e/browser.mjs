@@ -1,8 +1,10 @@
 // Opens the example page in Debian's headless chromium, generates an image
 // and reports what the page shows.
 //
-//   node browser.mjs <app base url> <prompt> <screenshot path>
+//   node browser.mjs <app base url> <prompt> <screenshot path> [--drop-session]
 //
+// --drop-session clears the page's cookies before the click, as when a
+// session expires: the proxy must refuse and the page show why.
 // The browser is the system one (no downloads); the profile is a fresh
 // temporary directory, removed afterwards.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const [base, prompt, screenshot] = process.argv.slice(2);
+const [base, prompt, screenshot, option] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const profile = mkdtempSync(join(tmpdir(), "e2e-chromium-"));
 const args = [
@@ -55,6 +57,7 @@ try {
       subtree: true,
     });
   });
+  if (option === "--drop-session") await context.clearCookies();
   await page.fill("#prompt", prompt);
   await page.click("#run");
   await page.waitForSelector("body[data-state]", { timeout: 30000 });
