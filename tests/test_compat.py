@@ -566,5 +566,5 @@ def test_the_document_is_what_the_run_produces(results):
     current = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert current == table, (
         "docs/COMPATIBILITY.md is out of date: run "
-        "FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k compat and review the diff"
+        'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
     )

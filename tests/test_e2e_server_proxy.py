@@ -116,5 +116,5 @@ def test_the_document_lists_the_scenarios_for_both_proxies(outcomes):
     current = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert current == table, (
         "docs/COMPATIBILITY.md is out of date: run "
-        "FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k compat or -k server_proxy and review the diff"
+        'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
     )

@@ -95,8 +95,9 @@ class Server:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
+        output = self.output()
         self.stop()
-        raise RuntimeError(f"server did not start:\n{self.output()}")
+        raise RuntimeError(f"server did not start:\n{output}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
