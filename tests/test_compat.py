@@ -219,8 +219,8 @@ CASES = [
     Case("non-json-body", "text/plain body", 415, body=b"hello", content_type="text/plain"),
     Case("malformed-json", "malformed JSON body", 400, body=b"{"),
     Case("big-body", "200 kB JSON body", 200, body=BIG),
-    Case("patch", "PATCH", 405, "PATCH", JOB + "/cancel"),
-    Case("head", "HEAD", 404, "HEAD", JOB + "/status", body=None, content_type=None),
+    Case("patch", "on a cancel URL", 405, "PATCH", JOB + "/cancel"),
+    Case("head", "on a status URL", 404, "HEAD", JOB + "/status", body=None, content_type=None),
 ]
 
 # Why each difference is there. A difference without a reason, or a reason
@@ -264,9 +264,9 @@ REASONS = {
     "above it); under Express the limit is `express.json()`'s 100 kB default.",
     "patch": "Only GET, POST, PUT and DELETE are proxied (405 with `Allow`); server-proxy "
     "forwards any method `app.all` accepts.",
-    "head": "HEAD is answered like Flask answers it for a GET route (fal's answer without "
-    "its body); server-proxy attaches a `{}` body to the HEAD, `fetch` throws, and the "
-    "unhandled rejection takes the Express process down.",
+    "head": "HEAD is forwarded as HEAD and fal's answer relayed without a body; server-proxy "
+    "attaches a `{}` body to the HEAD, `fetch` throws, and the unhandled rejection takes the "
+    "Express process down.",
     "cancel": "A call without a body is forwarded without one; server-proxy sends `{}` "
     "(`express.json()` makes `req.body` an empty object) with `content-type: "
     "application/json`.",
