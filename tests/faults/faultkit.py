@@ -432,9 +432,13 @@ class Stack:
         """After a fault: no fd kept, every thread free, the key in no log line."""
         assert self.proxy.proc.poll() is None, "gunicorn died"
         assert self.fds_settle() <= self.baseline_fds
-        elapsed = self.burst()
+        # A busy thread doubles the burst's time; a loaded machine only slows one
+        # attempt, so up to three are made before a thread is called stuck.
         limit = 2 * BURST_SLEEP * 1000 * 0.95
-        assert elapsed < limit, f"a worker thread is still busy ({elapsed:.0f} ms)"
+        attempts = []
+        while len(attempts) < 3 and (not attempts or attempts[-1] >= limit):
+            attempts.append(self.burst())
+        assert attempts[-1] < limit, f"a worker thread is still busy ({attempts} ms)"
         assert FAL_KEY not in self.proxy.text()
 
     def close(self) -> None:

@@ -317,3 +317,27 @@ def test_browser_gone_mid_stream_closes_the_upstream_promptly(stack):
         time.sleep(0.02)
     assert conn.closed_by_peer_at is not None, "the proxy kept reading from fal"
     assert conn.closed_by_peer_at - gone_at < 2.0
+
+
+def test_browser_gone_before_fal_answers_frees_the_thread_at_read_timeout(stack):
+    request = (
+        b"POST /api/fal/proxy HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+        b"x-fal-target-url: https://fal.run/fault/no-answer\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    before = len(stack.upstream.calls("no-answer"))
+    with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=5) as sock:
+        sock.sendall(request)
+        time.sleep(0.2)
+    gone_at = time.monotonic()
+    deadline = gone_at + READ_TIMEOUT + 3
+    while time.monotonic() < deadline:
+        conns = stack.upstream.calls("no-answer")[before:]
+        if conns and conns[0].closed_by_peer_at is not None:
+            break
+        time.sleep(0.02)
+    (conn,) = stack.upstream.calls("no-answer")[before:]
+    assert conn.closed_by_peer_at is not None
+    # A synchronous worker cannot notice the browser left while it waits for fal's
+    # headers: the wait ends at read_timeout, not earlier, and not later.
+    assert conn.closed_by_peer_at - conn.accepted_at < READ_TIMEOUT + 1.0
+    assert conn.closed_by_peer_at - conn.accepted_at >= READ_TIMEOUT * 0.9
