@@ -42,6 +42,10 @@ def no_answer(sock: socket.socket, conn: UpstreamConn) -> None:
     wait_peer_close(sock, conn)
 
 
+def hang_up(sock: socket.socket, conn: UpstreamConn) -> None:
+    sock.close()
+
+
 def stall_mid_body(sock: socket.socket, conn: UpstreamConn) -> None:
     head = response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "1000")])
     sock.sendall(head + b'{"partial":"' + b"x" * 88)
@@ -131,6 +135,7 @@ def infinite(sock: socket.socket, conn: UpstreamConn) -> None:
 
 BEHAVIOURS = {
     "no-answer": no_answer,
+    "hang-up": hang_up,
     "stall-mid-body": stall_mid_body,
     "reset-mid-stream": reset_mid_stream,
     "stall-forever": stall_forever,
@@ -163,6 +168,14 @@ def healthy_after(stack):
     yield
     stack.assert_healthy()
     stack.new_log = stack.proxy.text()[log_size:]
+
+
+def closed_by_proxy(conn: UpstreamConn, limit: float = 2.0) -> bool:
+    """Whether the proxy closed its end; the upstream notices a moment after the browser."""
+    deadline = time.monotonic() + limit
+    while conn.closed_by_peer_at is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return conn.closed_by_peer_at is not None
 
 
 def call(stack, name: str, path_host: str = "fal.run", **kwargs):
@@ -217,7 +230,18 @@ def test_no_answer_is_504_json_after_read_timeout_and_the_connection_is_closed(s
     assert READ_TIMEOUT * 0.9 <= elapsed < READ_TIMEOUT + 1.5
     assert "fal timed out: POST fal.run (ReadTimeout)" in wait_for_log(stack, since, "timed out")
     (conn,) = stack.upstream.calls("no-answer")
-    assert conn.closed_by_peer_at is not None
+    assert closed_by_proxy(conn)
+
+
+def test_fal_hanging_up_without_an_answer_is_502_json(stack):
+    since = len(stack.proxy.text())
+    r, elapsed = call(stack, "hang-up")
+    assert (r.status_code, r.json()["code"]) == (502, "upstream_unreachable")
+    assert elapsed < 1.5
+    assert "fal unreachable: POST fal.run (ConnectionError)" in wait_for_log(
+        stack, since, "fal unreachable"
+    )
+    assert len(stack.upstream.calls("hang-up")) == 1, "a paid call must not be retried"
 
 
 def _read_cut_stream(stack, name: str) -> tuple[int, bytes, float, BaseException | None]:
@@ -254,7 +278,7 @@ def test_fault_after_the_headers_cuts_the_browser_stream(stack, name, min_s, max
     assert f"fal stream interrupted ({cause})" in log
     (conn,) = stack.upstream.calls(name)
     if name != "reset-mid-stream":
-        assert conn.closed_by_peer_at is not None
+        assert closed_by_proxy(conn)
     if name == "stall-mid-body":
         assert received == b'{"partial":"' + b"x" * 88
 
