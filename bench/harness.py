@@ -248,13 +248,14 @@ class Upstream:
                   self.workdir, {})
         )
 
-    def accepted(self) -> int:
-        """Connections nginx has accepted so far, this status query included."""
+    def counters(self) -> tuple[int, int]:
+        """Connections accepted and requests served so far, this query included."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         conn.request("GET", "/nginx_status")
         text = conn.getresponse().read().decode()
         conn.close()
-        return int(text.splitlines()[2].split()[0])
+        accepts, _, requests = text.splitlines()[2].split()
+        return int(accepts), int(requests)
 
     def stop(self) -> None:
         for started in reversed(self.procs):
@@ -295,30 +296,40 @@ class Subject:
         return tree[1:] or tree
 
 
-def run_wrk(subject: Subject, connections: int, seconds: float, max_requests: int = 0) -> dict:
-    env = {"BENCH_TARGET": TARGET}
-    if subject.auth:
-        env["BENCH_AUTH"] = subject.auth
-    if subject.path != PROXY_ROUTE:
-        env["BENCH_TARGET"] = ""
-    if max_requests:
-        env["BENCH_MAX_REQUESTS"] = str(max_requests)
-    argv = [
+def wrk_argv(subject: Subject, connections: int, seconds: float) -> list[str]:
+    return [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(BENCH / "post.lua"), f"http://127.0.0.1:{subject.port}{subject.url_path(TARGET)}",
     ]
-    before = cpu_seconds(subject.pids())
-    out = subprocess.run(
-        argv, capture_output=True, text=True, env={**os.environ, **env},
-        timeout=seconds + 60,
-    )
-    cpu = cpu_seconds(subject.pids()) - before
-    match = re.search(r"^BENCH_RESULT (\{.*\})$", out.stdout, re.M)
+
+
+def wrk_env(subject: Subject, max_requests: int = 0) -> dict[str, str]:
+    env = {**os.environ, "BENCH_TARGET": TARGET if subject.path == PROXY_ROUTE else ""}
+    if subject.auth:
+        env["BENCH_AUTH"] = subject.auth
+    if max_requests:
+        env["BENCH_MAX_REQUESTS"] = str(max_requests)
+    return env
+
+
+def parse_wrk(subject: Subject, stdout: str, stderr: str) -> dict:
+    match = re.search(r"^BENCH_RESULT (\{.*\})$", stdout, re.M)
     if not match:
-        raise RuntimeError(f"wrk gave no result for {subject.name}:\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk gave no result for {subject.name}:\n{stdout}\n{stderr}")
     result = json.loads(match[1])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def run_wrk(subject: Subject, connections: int, seconds: float) -> dict:
+    before = cpu_seconds(subject.pids())
+    out = subprocess.run(
+        wrk_argv(subject, connections, seconds), capture_output=True, text=True,
+        env=wrk_env(subject), timeout=seconds + 60,
+    )
+    cpu = cpu_seconds(subject.pids()) - before
+    result = parse_wrk(subject, out.stdout, out.stderr)
     result["cpu_us_per_request"] = cpu * 1e6 / result["requests"] if subject.started else None
     return result
 
@@ -365,10 +376,30 @@ def sse_probe(subject: Subject, events: int, interval: float) -> dict:
 
 
 def keepalive_probe(subject: Subject, upstream: Upstream, requests: int) -> dict:
-    before = upstream.accepted()
-    result = run_wrk(subject, 64, 120, max_requests=requests)
-    connections = upstream.accepted() - before - 1
-    return {"requests": result["requests"], "connections": connections,
+    """Count the upstream connections a fixed number of proxied calls open.
+
+    wrk's script stops sending after ``requests`` answers, but wrk itself
+    waits out its duration; nginx's request counter says when the calls are
+    done, and SIGINT makes wrk report at once.
+    """
+    accepts0, requests0 = upstream.counters()
+    proc = subprocess.Popen(
+        wrk_argv(subject, 64, 120), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=wrk_env(subject, requests),
+    )
+    deadline = time.monotonic() + 120
+    queries = 1
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        queries += 1
+        if upstream.counters()[1] - requests0 - queries >= requests:
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = proc.communicate(timeout=30)
+    result = parse_wrk(subject, stdout, stderr)
+    accepts1, _ = upstream.counters()
+    return {"requests": result["requests"], "connections": accepts1 - accepts0 - queries - 1,
             "errors": result["errors"]}
 
 
@@ -458,6 +489,14 @@ def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
         "node2": node_subject("node @fal-ai/server-proxy, cluster x2", free_port(), up, 2),
         "gthread": gunicorn_subject(
             "flask-fal-proxy gthread 2x16 (recommended)", free_port(), up, [], 32, recommended
+        ),
+        "gthread-w4": gunicorn_subject(
+            "flask-fal-proxy gthread 4x8", free_port(), up,
+            ["-w", "4", "--threads", "8"], 32, recommended
+        ),
+        "gthread-log": gunicorn_subject(
+            "flask-fal-proxy gthread 2x16 + access log", free_port(), up,
+            ["--access-logfile", "/dev/null"], 32, recommended
         ),
         "sync": gunicorn_subject(
             "flask-fal-proxy sync x2", free_port(), up,

@@ -29,9 +29,10 @@ def create_app() -> Flask:
     )
     app = Flask(__name__)
     app.config["FAL_KEY"] = os.environ["BENCH_FAL_KEY"]
-    app.register_blueprint(
-        create_blueprint(session=session, allowed_endpoints=["fal-ai/**", "bench/**"])
-    )
+    blueprint = create_blueprint(session=session, allowed_endpoints=["fal-ai/**", "bench/**"])
+    if os.environ.get("BENCH_CHUNK_SIZE"):
+        blueprint.fal_proxy_forwarder.chunk_size = int(os.environ["BENCH_CHUNK_SIZE"])
+    app.register_blueprint(blueprint)
     return app
 
 
