@@ -375,31 +375,39 @@ def sse_probe(subject: Subject, events: int, interval: float) -> dict:
     }
 
 
-def keepalive_probe(subject: Subject, upstream: Upstream, requests: int) -> dict:
+def keepalive_probe(
+    subject: Subject, upstream: Upstream, requests: int, since: tuple[int, int]
+) -> dict:
     """Count the upstream connections a fixed number of proxied calls open.
 
-    wrk's script stops sending after ``requests`` answers, but wrk itself
-    waits out its duration; nginx's request counter says when the calls are
-    done, and SIGINT makes wrk report at once.
+    Counted from ``since``, nginx's counters before the proxy started, so
+    the connections its first (verifying) call opened count too. wrk's
+    script stops sending after ``requests`` answers, but wrk itself waits out
+    its duration; nginx's request counter says when the calls are done, and
+    SIGINT makes wrk report at once.
     """
-    accepts0, requests0 = upstream.counters()
+    accepts0, _ = since
+    _, requests0 = upstream.counters()
     proc = subprocess.Popen(
         wrk_argv(subject, 64, 120), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=wrk_env(subject, requests),
     )
     deadline = time.monotonic() + 120
-    queries = 1
+    polls = 0
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        queries += 1
-        if upstream.counters()[1] - requests0 - queries >= requests:
+        polls += 1
+        if upstream.counters()[1] - requests0 - polls >= requests:
             time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
             break
     stdout, stderr = proc.communicate(timeout=30)
     result = parse_wrk(subject, stdout, stderr)
     accepts1, _ = upstream.counters()
-    return {"requests": result["requests"], "connections": accepts1 - accepts0 - queries - 1,
+    # Status queries after `since`, each on its own connection: the first
+    # one above, the polls, and the last one.
+    queries = 1 + polls + 1
+    return {"requests": result["requests"], "connections": accepts1 - accepts0 - queries,
             "errors": result["errors"]}
 
 
@@ -496,16 +504,15 @@ def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
         ),
         "gthread-log": gunicorn_subject(
             "flask-fal-proxy gthread 2x16 + access log", free_port(), up,
-            ["--access-logfile", "/dev/null"], 32, recommended
+            ["--access-logfile", "-"], 32, recommended
         ),
         "sync": gunicorn_subject(
             "flask-fal-proxy sync x2", free_port(), up,
-            ["-k", "sync", "-w", "2", "--access-logfile", "/dev/null"], 2
+            ["-k", "sync", "-w", "2"], 2
         ),
         "gevent": gunicorn_subject(
             "flask-fal-proxy gevent x2", free_port(), up,
-            ["-k", "gevent", "-w", "2", "--worker-connections", "1000",
-             "--access-logfile", "/dev/null"], None
+            ["-k", "gevent", "-w", "2", "--worker-connections", "1000"], None
         ),
     }
     return [s for key, s in catalogue.items() if key in which]
@@ -678,6 +685,7 @@ def main() -> int:
         upstream.start(big)
         for subject in subjects(upstream, which):
             print(f"== {subject.name}", flush=True)
+            since = upstream.counters()
             if subject.argv:
                 subject.started = start(subject.name, subject.argv, subject.port, workdir,
                                         subject.env)
@@ -685,7 +693,7 @@ def main() -> int:
                 row: dict[str, Any] = {"threads": subject.threads}
                 verify(subject)
                 if subject.started:
-                    row["keepalive"] = keepalive_probe(subject, upstream, keepalive_requests)
+                    row["keepalive"] = keepalive_probe(subject, upstream, keepalive_requests, since)
                 row["sse"] = sse_probe(subject, sse_events, 0.1)
                 run_wrk(subject, 64, warmup)
                 row["load"] = {}
