@@ -20,7 +20,12 @@ MODEL = "fal-ai/flux/schnell"
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")
+    if not app.config["SECRET_KEY"]:
+        # Fine for one process; with several workers each would reject the
+        # others' session cookies, so set SECRET_KEY in production.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.logger.warning("SECRET_KEY is not set: using a random per-process key")
     app.config["FAL_MODEL"] = os.environ.get("FAL_MODEL", MODEL)
     logging.basicConfig(level=logging.INFO)
 
