@@ -467,11 +467,7 @@ def gunicorn_subject(name: str, port: int, upstream_port: int, args: list[str],
     if config is not None:
         argv += ["-c", str(config)]
     argv += [*args, "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH), "proxy_app:app"]
-    env = {
-        "BENCH_UPSTREAM_PORT": str(upstream_port),
-        "BENCH_FAL_KEY": FAL_KEY,
-        "WEB_CONCURRENCY": "2",
-    }
+    env = {"BENCH_UPSTREAM_PORT": str(upstream_port), "BENCH_FAL_KEY": FAL_KEY}
     return Subject(name, port, PROXY_ROUTE, None, argv, env, threads)
 
 
@@ -488,34 +484,52 @@ def node_subject(name: str, port: int, upstream_port: int, workers: int) -> Subj
     return Subject(name, port, PROXY_ROUTE, None, argv, env, None)
 
 
+RECOMMENDED = "gthread"
+ALL_SUBJECTS = (
+    "upstream,node,node-cluster,gthread,gthread-accesslog,gthread-2x-workers,sync,gevent"
+)
+
+
 def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
+    """Every way of answering the browser the harness knows, in report order.
+
+    The gunicorn variants run one process per core, as the recommended
+    configuration does, so each differs from it in one respect only.
+    """
     up = upstream.port
-    recommended = ROOT / "example_app" / "gunicorn.conf.py"
+    cores = os.cpu_count() or 1
+    conf = ROOT / "example_app" / "gunicorn.conf.py"
+    threads = 16
     catalogue = {
-        "upstream": Subject("upstream alone (nginx)", up, "/", f"Key {FAL_KEY}"),
-        "node": node_subject("node @fal-ai/server-proxy", free_port(), up, 1),
-        "node2": node_subject("node @fal-ai/server-proxy, cluster x2", free_port(), up, 2),
-        "gthread": gunicorn_subject(
-            "flask-fal-proxy gthread 2x16 (recommended)", free_port(), up, [], 32, recommended
+        "upstream": lambda: Subject("upstream alone (nginx)", up, "/", f"Key {FAL_KEY}"),
+        "node": lambda: node_subject("node @fal-ai/server-proxy", free_port(), up, 1),
+        "node-cluster": lambda: node_subject(
+            f"node @fal-ai/server-proxy, cluster x{cores}", free_port(), up, cores
         ),
-        "gthread-w4": gunicorn_subject(
-            "flask-fal-proxy gthread 4x8", free_port(), up,
-            ["-w", "4", "--threads", "8"], 32, recommended
+        "gthread": lambda: gunicorn_subject(
+            f"flask-fal-proxy gthread {cores}x{threads} (recommended)", free_port(), up, [],
+            cores * threads, conf,
         ),
-        "gthread-log": gunicorn_subject(
-            "flask-fal-proxy gthread 2x16 + access log", free_port(), up,
-            ["--access-logfile", "-"], 32, recommended
+        "gthread-accesslog": lambda: gunicorn_subject(
+            f"flask-fal-proxy gthread {cores}x{threads} + access log", free_port(), up,
+            ["--access-logfile", "-"], cores * threads, conf,
         ),
-        "sync": gunicorn_subject(
-            "flask-fal-proxy sync x2", free_port(), up,
-            ["-k", "sync", "-w", "2"], 2
+        "gthread-2x-workers": lambda: gunicorn_subject(
+            f"flask-fal-proxy gthread {2 * cores}x{threads // 2}", free_port(), up,
+            ["-w", str(2 * cores), "--threads", str(threads // 2)], cores * threads, conf,
         ),
-        "gevent": gunicorn_subject(
-            "flask-fal-proxy gevent x2", free_port(), up,
-            ["-k", "gevent", "-w", "2", "--worker-connections", "1000"], None
+        "sync": lambda: gunicorn_subject(
+            f"flask-fal-proxy sync x{cores}", free_port(), up, ["-w", str(cores)], cores,
+        ),
+        "gevent": lambda: gunicorn_subject(
+            f"flask-fal-proxy gevent x{cores}", free_port(), up,
+            ["-k", "gevent", "-w", str(cores), "--worker-connections", "1000"], None,
         ),
     }
-    return [s for key, s in catalogue.items() if key in which]
+    unknown = which - set(catalogue)
+    if unknown:
+        raise SystemExit(f"unknown subjects: {', '.join(sorted(unknown))}")
+    return [make() for key, make in catalogue.items() if key in which]
 
 
 def fmt_ms(us: float | None) -> str:
@@ -533,8 +547,10 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
     rows = results["subjects"]
     ref = rows.get("node @fal-ai/server-proxy", {})
     up = rows.get("upstream alone (nginx)", {})
-    w(f"\nMachine: {results['machine']}\nLoad average before/after: "
+    w(f"\nMachine: {results['machine']}\nLoad average (1, 5, 15 min) before / after: "
       f"{results['load_before']} / {results['load_after']}\n")
+    if results.get("busy"):
+        w(f"Other heavy processes at the start: {len(results['busy'])} (figures distorted)\n")
     w(f"wrk: -t1, {results['seconds']:.0f}s per run, POST {len(PROBE_BODY)} B JSON; "
       "ratios are to the Node proxy in this run (rps: higher is better; latency: lower)\n\n")
     head = ("| subject | c | req/s | x node | p50 ms | x node | p99 ms | x node | "
@@ -648,8 +664,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, smaller bodies")
     parser.add_argument("--seconds", type=float, help="length of each timed wrk run")
     parser.add_argument(
-        "--only", default="upstream,node,node2,gthread,sync,gevent",
-        help="comma-separated subjects: upstream,node,node2,gthread,sync,gevent",
+        "--only", default=ALL_SUBJECTS,
+        help=f"comma-separated subjects (default: {ALL_SUBJECTS})",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
@@ -674,16 +690,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fal-proxy-bench-"))
     workdir.chmod(0o755)  # nginx's workers drop root and must read the large file
     upstream = Upstream(workdir, free_port(), free_port())
+    ours = ""
     results: dict[str, Any] = {
         "machine": machine(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "busy": busy,
         "seconds": seconds,
         "subjects": {},
     }
-    ours = "flask-fal-proxy gthread 2x16 (recommended)"
     try:
         upstream.start(big)
         for subject in subjects(upstream, which):
+            if subject.name.endswith("(recommended)"):
+                ours = subject.name
             print(f"== {subject.name}", flush=True)
             since = upstream.counters()
             if subject.argv:

@@ -1,0 +1,45 @@
+"""The benchmark harness still measures what it claims, in one short run.
+
+Timings are not asserted (they belong to bench/run on a quiet machine); what
+is checked is that the harness can stand up nginx and the recommended
+gunicorn setup, that the proxy really forwarded (the harness refuses to time
+one that does not), and the properties that do not depend on load: every
+event arrives, upstream connections are reused, a large answer is streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.bench
+
+
+@pytest.mark.skipif(
+    not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
+    reason="bench/run installs wrk and nginx-light; this smoke test only uses them if present",
+)
+def test_quick_run_of_the_recommended_setup(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "harness.py"), "--quick", "--seconds", "1",
+         "--only", "upstream,gthread", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "| target | figure | met |" in run.stdout
+    results = json.loads(out.read_text())
+    ours = next(v for k, v in results["subjects"].items() if k.endswith("(recommended)"))
+    for c in ("1", "64"):
+        assert ours["load"][c]["requests"] > 0
+        assert ours["load"][c]["errors"] == 0
+    assert ours["sse"]["events"] == ours["sse"]["expected"]
+    assert 0 < ours["keepalive"]["connections"] <= ours["threads"]
+    assert ours["memory"]["download_growth_mib"] < 32
