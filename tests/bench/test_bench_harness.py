@@ -34,7 +34,7 @@ def test_quick_run_of_the_recommended_setup(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "| target | figure | met |" in run.stdout
+    assert "\nTargets\n" in run.stdout and "(recommended)" in run.stdout
     results = json.loads(out.read_text())
     ours = next(v for k, v in results["subjects"].items() if k.endswith("(recommended)"))
     for c in ("1", "64"):
