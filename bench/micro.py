@@ -13,6 +13,7 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -113,6 +114,7 @@ def main() -> int:
             stats.sort_stats("tottime").print_stats(25)
     finally:
         upstream.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
