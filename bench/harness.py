@@ -394,14 +394,19 @@ def keepalive_probe(
     )
     deadline = time.monotonic() + 120
     polls = 0
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        polls += 1
-        if upstream.counters()[1] - requests0 - polls >= requests:
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)
-            break
-    stdout, stderr = proc.communicate(timeout=30)
+            polls += 1
+            if upstream.counters()[1] - requests0 - polls >= requests:
+                time.sleep(0.2)
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     result = parse_wrk(subject, stdout, stderr)
     accepts1, _ = upstream.counters()
     # Status queries after `since`, each on its own connection: the first
@@ -683,6 +688,9 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    # A SIGTERM (from timeout, say) unwinds like Ctrl-C, so every process
+    # started so far is stopped by the finally clauses below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     warmup = 1.0 if args.quick else 3.0
     keepalive_requests = 1000 if args.quick else 10000
