@@ -69,6 +69,9 @@ class _RejectAllCookies(requests.cookies.RequestsCookieJar):
 _NO_COOKIES = _RejectAllCookies()
 
 
+_CACHED_URL_LENGTH = 256
+
+
 @lru_cache(maxsize=1024)
 def _prepare_url(url: str) -> tuple[str, bool]:
     """What requests makes of a URL, and whether it carries credentials.
@@ -147,7 +150,12 @@ class Forwarder:
         # compare their output with what was vetted.
         prepared = requests.PreparedRequest()
         prepared.prepare_method(method)
-        prepared.url, has_userinfo = _prepare_url(target.url)
+        # Long URLs (queue ids, query strings) skip the cache so that callers
+        # cannot fill it with megabytes of one-off URLs.
+        prepare_url = (
+            _prepare_url if len(target.url) <= _CACHED_URL_LENGTH else _prepare_url.__wrapped__
+        )
+        prepared.url, has_userinfo = prepare_url(target.url)
         prepared.prepare_headers(headers)
         prepared._cookies = _NO_COOKIES
         if body:
