@@ -13,10 +13,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The short soak (tests/soak) drives its load with wrk; CI machines start without it.
-if [ -n "${CI:-}" ] && ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] \
-  && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null
+# The short soak (tests/soak) and the benchmark smoke test (tests/bench) drive
+# load with wrk against nginx; CI machines start without either.
+if [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+  && { ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ]; }; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light) >/dev/null
 fi
 
 npm_install() { # npm_install DIR: install a Node project from its lockfile
