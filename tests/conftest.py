@@ -10,6 +10,9 @@ import pytest
 from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.testing import FakeFal
 
+# Before any test module imports it, so its assertions report like a test's.
+pytest.register_assert_rewrite("support")
+
 TEST_KEY = "test-key-5ecret-never-leak"
 PROXY = "/api/fal/proxy"
 

@@ -12,15 +12,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from support import stop_process, wait_for_start
 
 E2E_DIR = Path(__file__).resolve().parent
 ROOT = E2E_DIR.parents[1]
@@ -85,28 +84,23 @@ class Server:
         return Path(self.log.name).read_text(errors="replace")
 
     def _wait_for_port(self, ready: re.Pattern[str]) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def listening() -> int | None:
             match = ready.search(self.output())
-            if match:
-                port = int(match.group(1))
-                with socket.create_connection(("127.0.0.1", port), timeout=5):
-                    return port
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+            if not match:
+                return None
+            port = int(match.group(1))
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                return port
+
+        port = wait_for_start(self.proc, listening)
+        if port is not None:
+            return port
         output = self.output()
         self.stop()
         raise RuntimeError(f"server did not start:\n{output}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.log.close()
         os.unlink(self.log.name)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from support import LoopbackListener, stop_process, wait_for_start
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "example_app" / "gunicorn.conf.py"
@@ -95,37 +96,21 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-class FaultyUpstream:
+class FaultyUpstream(LoopbackListener):
     """A raw HTTP server that picks a behaviour from the request path ``/fault/<name>``."""
 
     def __init__(self, behaviours: dict[str, Behaviour]) -> None:
+        super().__init__(backlog=128)
         self.behaviours = behaviours
         self.conns: list[UpstreamConn] = []
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
     def start(self) -> FaultyUpstream:
-        self._thread.start()
+        self._start_accepting()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(timeout=5)
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+        self.close()
 
     def _serve(self, sock: socket.socket) -> None:
         conn = UpstreamConn()
@@ -226,36 +211,29 @@ class Gunicorn:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.port = 0
-        self.worker_pids: list[int] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def booted() -> tuple[int, list[int]] | None:
             text = self.text()
             listening = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
-            booted = [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", text)]
-            if listening and len(booted) >= workers:
-                self.port = int(listening.group(1))
-                self.worker_pids = booted
-                break
+            pids = [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", text)]
+            if listening and len(pids) >= workers:
+                return int(listening.group(1)), pids
+            return None
+
+        started = wait_for_start(self.proc, booted)
+        if started is None:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{text}")
-            time.sleep(0.05)
-        else:
+                raise RuntimeError(f"gunicorn exited:\n{self.text()}")
             self.stop()
             raise RuntimeError(f"gunicorn did not start:\n{self.text()}")
+        self.port, self.worker_pids = started
         self.url = f"http://127.0.0.1:{self.port}/api/fal/proxy"
 
     def text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.log.close()
 
 

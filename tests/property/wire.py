@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import socket
 import threading
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, settings
+from support import LoopbackListener
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 IN_CI = bool(os.environ.get("CI"))
@@ -41,32 +41,14 @@ class Seen:
     probe: str | None
 
 
-class WireRecorder:
+class WireRecorder(LoopbackListener):
     """Answers every request with ``{}`` and keeps its request line and headers."""
 
     def __init__(self) -> None:
+        super().__init__(backlog=64)
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(timeout=5)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.1)
-            if ready:
-                try:
-                    sock, _ = self._listener.accept()
-                except OSError:
-                    return
-                threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+        self._start_accepting()
 
     def _serve(self, sock: socket.socket) -> None:
         buffer = b""

@@ -1,0 +1,93 @@
+"""Test support shared by the suites in tests/, tests/faults and tests/property.
+
+Each piece here had grown a copy in more than one harness; one copy means a
+fix to how a server is stopped or a listener is closed reaches every suite.
+It is importable as ``support`` from every test directory because pytest puts
+tests/ on ``sys.path`` when it loads tests/conftest.py, which also registers
+this module for assertion rewriting.
+"""
+
+from __future__ import annotations
+
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for_start(
+    proc: subprocess.Popen[bytes], started: Callable[[], T | None], timeout: float = 30.0
+) -> T | None:
+    """Poll ``started`` until it has an answer, giving up early if ``proc`` died.
+
+    A server that crashed on boot would otherwise cost the whole timeout
+    before its log, the only clue, is shown. ``None`` means it never started.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = started()
+        if result is not None:
+            return result
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM first so the server shuts down as in production; kill only if it hangs.
+
+    Only ``proc`` is signalled, by its own PID, never by name: other servers
+    on the machine may be someone else's.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class LoopbackListener:
+    """A raw TCP listener on 127.0.0.1 that serves each connection on its own thread.
+
+    The accept loop polls with ``select`` so ``close`` can stop it within a
+    tenth of a second; a blocking ``accept`` would keep the thread (and the
+    port) alive past the test. Subclasses implement ``_serve`` and may look
+    at ``_stop`` to end a keep-alive loop.
+    """
+
+    def __init__(self, backlog: int) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def _start_accepting(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._listener], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        raise NotImplementedError
