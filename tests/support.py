@@ -9,6 +9,7 @@ this module for assertion rewriting.
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -91,3 +93,28 @@ class LoopbackListener:
 
     def _serve(self, sock: socket.socket) -> None:
         raise NotImplementedError
+
+
+def check_generated_section(
+    doc: Path, start: str, end: str, generated: str, *, missing: str, add_before: str = ""
+) -> None:
+    """Fail if the section between ``start`` and ``end`` of ``doc`` is not ``generated``.
+
+    The compatibility tables in the docs are produced by test runs, so the
+    document can only drift if nobody re-ran them; FAL_PROXY_UPDATE_COMPAT=1
+    rewrites the section instead (adding the markers before ``add_before``
+    when they are missing) so the change is reviewed as a diff.
+    """
+    text = doc.read_text() if doc.exists() else ""
+    if os.environ.get("FAL_PROXY_UPDATE_COMPAT") == "1":
+        if add_before and start not in text:
+            text = text.replace(add_before, f"{start}\n{end}\n\n{add_before}")
+        head, _, rest = text.partition(start)
+        doc.write_text(f"{head}{start}\n{generated}\n{end}{rest.partition(end)[2]}")
+        return
+    assert start in text and end in text, missing
+    current = text.split(start, 1)[1].split(end, 1)[0].strip()
+    assert current == generated, (
+        "docs/COMPATIBILITY.md is out of date: run "
+        'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
+    )

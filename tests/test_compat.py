@@ -12,7 +12,6 @@ produces. ``FAL_PROXY_UPDATE_COMPAT=1`` rewrites the document instead.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 from e2e.harness import ROOT, Server, clean_env, gunicorn, node_server, require_node
+from support import check_generated_section
 
 from flask_fal_proxy.testing import FakeFal
 
@@ -555,16 +555,6 @@ def test_every_difference_is_explained(results):
 
 
 def test_the_document_is_what_the_run_produces(results):
-    table = render(results)
-    text = DOC.read_text() if DOC.exists() else ""
-    if os.environ.get("FAL_PROXY_UPDATE_COMPAT") == "1":
-        head, _, rest = text.partition(START)
-        tail = rest.partition(END)[2] if rest else ""
-        DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-        return
-    assert START in text and END in text, f"{DOC} has no generated table"
-    current = text.split(START, 1)[1].split(END, 1)[0].strip()
-    assert current == table, (
-        "docs/COMPATIBILITY.md is out of date: run "
-        'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
+    check_generated_section(
+        DOC, START, END, render(results), missing=f"{DOC} has no generated table"
     )

@@ -9,7 +9,6 @@ whole list for both proxies.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import traceback
@@ -22,6 +21,7 @@ if "e2e.client_checks" not in sys.modules:
 
 from e2e.client_checks import CHECKS  # noqa: E402
 from e2e.harness import ROOT, clean_env, node_server, require_node, run_node  # noqa: E402
+from support import check_generated_section  # noqa: E402
 
 from flask_fal_proxy.testing import FakeFal  # noqa: E402
 
@@ -104,17 +104,11 @@ def test_only_the_known_scenarios_fail_through_server_proxy(outcomes):
 
 
 def test_the_document_lists_the_scenarios_for_both_proxies(outcomes):
-    table = render(outcomes)
-    text = DOC.read_text()
-    if os.environ.get("FAL_PROXY_UPDATE_COMPAT") == "1":
-        if START not in text:
-            text = text.replace("## What this means", f"{START}\n{END}\n\n## What this means")
-        head, _, rest = text.partition(START)
-        DOC.write_text(f"{head}{START}\n{table}\n{END}{rest.partition(END)[2]}")
-        return
-    assert START in text and END in text, f"{DOC} has no client scenario table"
-    current = text.split(START, 1)[1].split(END, 1)[0].strip()
-    assert current == table, (
-        "docs/COMPATIBILITY.md is out of date: run "
-        'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
+    check_generated_section(
+        DOC,
+        START,
+        END,
+        render(outcomes),
+        missing=f"{DOC} has no client scenario table",
+        add_before="## What this means",
     )
