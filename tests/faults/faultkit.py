@@ -281,19 +281,18 @@ def response(status: str, headers: list[tuple[str, str]], body: bytes = b"") -> 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def closing_response(status: str, content_type: str, body: bytes) -> bytes:
+    """A complete answer that ends its connection, so each fault test owns one socket."""
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+    ]
+    return response(status, headers, body)
+
+
 def ok(sock: socket.socket, conn: UpstreamConn) -> None:
-    body = b'{"ok":true}'
-    sock.sendall(
-        response(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ],
-            body,
-        )
-    )
+    sock.sendall(closing_response("200 OK", "application/json", b'{"ok":true}'))
 
 
 def slow_ok(sock: socket.socket, conn: UpstreamConn) -> None:
@@ -314,17 +313,7 @@ def echo_length(sock: socket.socket, conn: UpstreamConn) -> None:
         body += chunk
     conn.request_head = head + b"\r\n\r\n" + body
     answer = f'{{"received":{len(body)}}}'.encode()
-    sock.sendall(
-        response(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(answer))),
-                ("Connection", "close"),
-            ],
-            answer,
-        )
-    )
+    sock.sendall(closing_response("200 OK", "application/json", answer))
 
 
 BURST_SLEEP = 0.5

@@ -16,6 +16,7 @@ import pytest
 import requests
 from faultkit import (
     UpstreamConn,
+    closing_response,
     reset,
     response,
     rss_kib,
@@ -115,17 +116,7 @@ def redirect(sock: socket.socket, conn: UpstreamConn) -> None:
 
 def html_5xx(sock: socket.socket, conn: UpstreamConn) -> None:
     body = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
-    sock.sendall(
-        response(
-            "503 Service Unavailable",
-            [
-                ("Content-Type", "text/html"),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ],
-            body,
-        )
-    )
+    sock.sendall(closing_response("503 Service Unavailable", "text/html", body))
 
 
 def infinite(sock: socket.socket, conn: UpstreamConn) -> None:
