@@ -190,7 +190,8 @@ class Forwarder:
     def relay(self, upstream: requests.Response, method: str) -> Response:
         raw = upstream.raw
         response_headers = Headers()
-        dropped = _DROPPED_RESPONSE | connection_tokens(upstream.headers)
+        tokens = connection_tokens(upstream.headers)
+        dropped = _DROPPED_RESPONSE | tokens if tokens else _DROPPED_RESPONSE
         for name, value in raw.headers.items():
             lower = name.lower()
             if lower not in dropped and not (
