@@ -14,7 +14,8 @@ from .config import (
     ProxyConfig,
 )
 from .errors import ProxyError
-from .forwarder import Forwarder, default_session
+from .forwarder import Forwarder
+from .relay import Relay, default_session
 
 __all__ = [
     "DEFAULT_ALLOWED_URL_PATTERNS",
@@ -23,6 +24,7 @@ __all__ = [
     "Forwarder",
     "ProxyConfig",
     "ProxyError",
+    "Relay",
     "__version__",
     "create_blueprint",
     "default_session",

@@ -13,21 +13,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .policy import compile_patterns
+from .policy import DEFAULT_ALLOWED_URL_PATTERNS, TARGET_URL_HEADER, compile_patterns
 
 if TYPE_CHECKING:
     import flask
 
+__all__ = [
+    "DEFAULT_ALLOWED_URL_PATTERNS",
+    "DEFAULT_PROXY_ROUTE",
+    "TARGET_URL_HEADER",
+    "ProxyConfig",
+]
+
 DEFAULT_PROXY_ROUTE = "/api/fal/proxy"
-TARGET_URL_HEADER = "x-fal-target-url"
-
-DEFAULT_ALLOWED_URL_PATTERNS: tuple[str, ...] = (
-    "fal.run/**",
-    "queue.fal.run/**",
-    "rest.fal.ai/storage/upload/initiate\\?storage_type=fal-cdn-v3",
-    "rest.fal.ai/storage/upload/complete-multipart\\?storage_type=fal-cdn-v3",
-)
-
 DEFAULT_MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # fal.run holds a synchronous call open until the model finishes; this bounds

@@ -1,109 +1,27 @@
-"""Sends a vetted request to fal and streams fal's answer back.
+"""fal's rules on top of the shared relay: which headers reach fal, and the target URL.
 
-The transport is a ``requests.Session`` so deployers can mount their own
-adapters (retries, pool sizes, an egress proxy) and tests can mount a
-loopback one. The request is prepared here rather than by the session, so
-nothing the session or the environment carries (cookies, ``.netrc``
-credentials, default headers) is merged into a call that holds the fal key;
-and the prepared URL is compared with the vetted one, so a URL that
-requests or urllib3 would rewrite is refused instead of sent. The answer is
-relayed chunk by chunk as it arrives, which keeps server-sent events live and
-memory flat, and the upstream connection is closed the moment the browser
-goes away rather than drained. A compressed answer (which fal should not
-send: the request asks for ``identity``) is relayed as received, with its
-``Content-Encoding``, never decoded here: a small compressed bomb costs the
-proxy no memory, CPU or outbound bandwidth beyond its own size.
+Everything provider-neutral (preparing the call, comparing the URL,
+streaming the answer) is in ``relay``; this module adds what only fal's
+protocol has: the ``x-fal-*`` headers that ``@fal-ai/client`` sends and
+that fal reads, the ``x-fal-target-url`` header that must not travel on,
+and the ``x-fal-client-proxy`` marker fal uses to recognise proxied calls.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Iterator, Mapping
-from functools import lru_cache
+from collections.abc import Iterable
 
-import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import get_auth_from_url
-from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
-from . import errors
 from ._version import __version__
-from .config import TARGET_URL_HEADER
+from .policy import TARGET_URL_HEADER
+from .relay import Relay, connection_tokens, default_session
 from .validation import Target
 
-__all__ = ["Forwarder", "default_session", "outbound_headers"]
-
-logger = logging.getLogger("flask_fal_proxy")
+__all__ = ["Forwarder", "connection_tokens", "default_session", "outbound_headers"]
 
 CLIENT_PROXY_HEADER = f"flask-fal-proxy/{__version__}"
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 _PASSTHROUGH_REQUEST = ("content-type", "accept", "user-agent")
-_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
-# read1() returns whatever has arrived, up to this, so events are never held
-# for it; larger reads cut per-chunk overhead on big bodies (see bench/).
-STREAM_CHUNK_SIZE = 256 * 1024
-
-
-class _RejectAllCookies(requests.cookies.RequestsCookieJar):
-    """A jar that stores nothing: fal's cookies are not the browser's business."""
-
-    def set_cookie(self, cookie, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None
-
-
-# Shared by every prepared request: it can never hold a cookie, so sharing is safe.
-_NO_COOKIES = _RejectAllCookies()
-
-
-_CACHED_URL_LENGTH = 256
-
-
-@lru_cache(maxsize=1024)
-def _prepare_url(url: str) -> tuple[str, bool]:
-    """What requests makes of a URL, and whether it carries credentials.
-
-    Both depend on the string alone, and a page calls the same few endpoint
-    URLs over and over, so they are worked out once per URL (more than half of
-    what preparing a call still cost) and compared with the vetted URL on
-    every call.
-    """
-    prepared = requests.PreparedRequest()
-    prepared.prepare_url(url, None)
-    return prepared.url, any(get_auth_from_url(prepared.url))
-
-
-def default_session(pool_maxsize: int = 64) -> requests.Session:
-    """A session for a threaded server: no retries, no cookies, a large pool.
-
-    Retrying is left to the fal client, which knows which calls are safe to
-    repeat; a proxy that retried a POST could run a paid model twice.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    session.cookies = _RejectAllCookies()
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
-
-
-def connection_tokens(headers: Mapping[str, str]) -> set[str]:
-    value = headers.get("Connection", "")
-    return {t.strip().lower() for t in value.split(",") if t.strip()}
 
 
 def outbound_headers(
@@ -126,109 +44,10 @@ def outbound_headers(
     return headers
 
 
-class Forwarder:
-    """One outbound call per inbound request, over a shared session."""
+class Forwarder(Relay):
+    """The relay as the fal route uses it: a vetted ``Target`` in, fal's answer out."""
 
-    def __init__(
-        self,
-        session: requests.Session | None = None,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        chunk_size: int = STREAM_CHUNK_SIZE,
-    ) -> None:
-        self.session = session if session is not None else default_session()
-        self.timeout = (connect_timeout, read_timeout)
-        self.chunk_size = chunk_size
-
-    def prepare(
-        self, method: str, target: Target, headers: dict[str, str], body: bytes | None
-    ) -> requests.PreparedRequest:
-        # Request.prepare() minus its cookie-jar and form-encoding steps, which
-        # do nothing for a bytes body and no cookies but cost more than the rest
-        # of it. URL, header and auth preparation still run: the checks below
-        # compare their output with what was vetted.
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method)
-        # Long URLs (queue ids, query strings) skip the cache so that callers
-        # cannot fill it with megabytes of one-off URLs.
-        prepare_url = (
-            _prepare_url if len(target.url) <= _CACHED_URL_LENGTH else _prepare_url.__wrapped__
-        )
-        prepared.url, has_userinfo = prepare_url(target.url)
-        prepared.prepare_headers(headers)
-        prepared._cookies = _NO_COOKIES
-        if body:
-            prepared.body = body
-            prepared.headers["Content-Length"] = str(len(body))
-        elif method not in ("GET", "HEAD"):
-            prepared.headers["Content-Length"] = "0"
-        if has_userinfo:
-            prepared.prepare_auth(None, target.url)
-        if prepared.url != target.url:
-            raise errors.invalid_target_url("it would be altered before sending")
-        if prepared.headers.get("authorization") != headers["authorization"]:
-            raise errors.invalid_target_url("it would alter the credentials")
-        return prepared
-
-    def forward(
+    def forward(  # type: ignore[override]
         self, method: str, target: Target, headers: dict[str, str], body: bytes | None
     ) -> Response:
-        prepared = self.prepare(method, target, headers, body)
-        try:
-            upstream = self.session.send(
-                prepared, stream=True, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            logger.warning("fal timed out: %s %s (%s)", method, target.host, type(exc).__name__)
-            raise errors.upstream_timeout() from None
-        except requests.RequestException as exc:
-            logger.warning("fal unreachable: %s %s (%s)", method, target.host, type(exc).__name__)
-            raise errors.upstream_unreachable() from None
-        return self.relay(upstream, method)
-
-    def relay(self, upstream: requests.Response, method: str) -> Response:
-        raw = upstream.raw
-        response_headers = Headers()
-        tokens = connection_tokens(upstream.headers)
-        dropped = _DROPPED_RESPONSE | tokens if tokens else _DROPPED_RESPONSE
-        for name, value in raw.headers.items():
-            lower = name.lower()
-            if lower not in dropped and not (
-                lower == "content-encoding" and value.strip().lower() == "identity"
-            ):
-                response_headers.add(name, value)
-        bodyless = method == "HEAD" or upstream.status_code in (204, 304)
-        body: Iterable[bytes] = () if bodyless else self._stream(upstream)
-        if bodyless:
-            upstream.close()
-        typed = "content-type" in response_headers
-        response = Response(
-            body, status=upstream.status_code, headers=response_headers, direct_passthrough=True
-        )
-        if not typed:
-            del response.headers["Content-Type"]
-        return response
-
-    def _stream(self, upstream: requests.Response) -> Iterator[bytes]:
-        raw = upstream.raw
-        read = getattr(raw, "read1", None) or raw.read
-        complete = False
-        try:
-            while True:
-                chunk = read(self.chunk_size, decode_content=False)
-                if not chunk:
-                    complete = True
-                    return
-                yield chunk
-        except Exception as exc:
-            # Headers are already sent: re-raising makes the server cut the
-            # connection, so the browser sees a broken stream, not a short one.
-            logger.warning("fal stream interrupted (%s)", type(exc).__name__)
-            raise
-        finally:
-            if complete:
-                raw.release_conn()
-            else:
-                raw.close()
-                raw.release_conn()
+        return self.relay(self.send(method, target.url, headers, body), method)

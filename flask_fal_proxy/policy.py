@@ -23,7 +23,9 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 __all__ = [
+    "DEFAULT_ALLOWED_URL_PATTERNS",
     "FAL_DOMAINS",
+    "TARGET_URL_HEADER",
     "compile_patterns",
     "create_url_matcher",
     "get_endpoint",
@@ -33,6 +35,13 @@ __all__ = [
 ]
 
 FAL_DOMAINS = ("fal.ai", "fal.run")
+TARGET_URL_HEADER = "x-fal-target-url"
+DEFAULT_ALLOWED_URL_PATTERNS: tuple[str, ...] = (
+    "fal.run/**",
+    "queue.fal.run/**",
+    "rest.fal.ai/storage/upload/initiate\\?storage_type=fal-cdn-v3",
+    "rest.fal.ai/storage/upload/complete-multipart\\?storage_type=fal-cdn-v3",
+)
 
 _SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]*"
 _GLOBSTAR = rf"{_SEGMENT}(?:/{_SEGMENT})*"
@@ -193,8 +202,6 @@ def _cached_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
 def is_allowed_url(url_without_scheme: str, patterns: Sequence[str] | None = None) -> bool:
     """Whether ``host/path?query`` matches the patterns (default: fal's)."""
     if patterns is None:
-        from .config import DEFAULT_ALLOWED_URL_PATTERNS
-
         patterns = DEFAULT_ALLOWED_URL_PATTERNS
     return _cached_matcher(tuple(patterns))(url_without_scheme)
 

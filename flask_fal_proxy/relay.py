@@ -1,0 +1,229 @@
+"""Sends one vetted request upstream and streams the answer back; every face uses it.
+
+The transport is a ``requests.Session`` so deployers can mount their own
+adapters (retries, pool sizes, an egress proxy) and tests can mount a
+loopback one. The request is prepared here rather than by the session, so
+nothing the session or the environment carries (cookies, ``.netrc``
+credentials, default headers) is merged into a call that holds a key; and
+the prepared URL is compared with the vetted one, so a URL that requests or
+urllib3 would rewrite is refused instead of sent. The answer is relayed chunk
+by chunk as it arrives, which keeps server-sent events and audio live and
+memory flat, and the upstream connection is closed the moment the client
+goes away rather than drained. A compressed answer is relayed as received,
+with its ``Content-Encoding``, never decoded here: a small compressed bomb
+costs the proxy no memory, CPU or outbound bandwidth beyond its own size.
+
+What a face decides (which URL, which headers, which header carries the
+key) stays in the face; this module knows no provider.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_auth_from_url
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response
+
+from . import errors
+
+__all__ = ["HOP_BY_HOP", "Relay", "connection_tokens", "default_session"]
+
+logger = logging.getLogger("flask_fal_proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
+# read1() returns whatever has arrived, up to this, so events are never held
+# for it; larger reads cut per-chunk overhead on big bodies (see bench/).
+STREAM_CHUNK_SIZE = 256 * 1024
+
+
+class _RejectAllCookies(requests.cookies.RequestsCookieJar):
+    """A jar that stores nothing: a provider's cookies are not the browser's business."""
+
+    def set_cookie(self, cookie, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+# Shared by every prepared request: it can never hold a cookie, so sharing is safe.
+_NO_COOKIES = _RejectAllCookies()
+
+_CACHED_URL_LENGTH = 256
+
+
+@lru_cache(maxsize=1024)
+def _prepare_url(url: str) -> tuple[str, bool]:
+    """What requests makes of a URL, and whether it carries credentials.
+
+    Both depend on the string alone, and a page calls the same few endpoint
+    URLs over and over, so they are worked out once per URL (more than half of
+    what preparing a call still cost) and compared with the vetted URL on
+    every call.
+    """
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.url, any(get_auth_from_url(prepared.url))
+
+
+def default_session(pool_maxsize: int = 64) -> requests.Session:
+    """A session for a proxy: no retries, no cookies, no environment, a large pool.
+
+    Retrying is left to the client, which knows which calls are safe to
+    repeat; a proxy that retried a POST could run a paid model twice.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies = _RejectAllCookies()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    """Header names a ``Connection`` header makes hop-by-hop for this message."""
+    value = headers.get("Connection", "")
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+class Relay:
+    """One outbound call per inbound request, over a shared session.
+
+    ``upstream`` names the provider in log lines and error messages;
+    ``credential_header`` is the header that carries the key, checked after
+    preparation to be exactly what the face set.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        upstream: str = "fal",
+        credential_header: str = "authorization",
+        chunk_size: int = STREAM_CHUNK_SIZE,
+    ) -> None:
+        self.session = session if session is not None else default_session()
+        self.timeout = (connect_timeout, read_timeout)
+        self.upstream = upstream
+        self.credential_header = credential_header
+        self.chunk_size = chunk_size
+
+    def prepare(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> requests.PreparedRequest:
+        # Request.prepare() minus its cookie-jar and form-encoding steps, which
+        # do nothing for a bytes body and no cookies but cost more than the rest
+        # of it. URL, header and auth preparation still run: the checks below
+        # compare their output with what was vetted.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        # Long URLs (queue ids, query strings) skip the cache so that callers
+        # cannot fill it with megabytes of one-off URLs.
+        prepare_url = _prepare_url if len(url) <= _CACHED_URL_LENGTH else _prepare_url.__wrapped__
+        prepared.url, has_userinfo = prepare_url(url)
+        prepared.prepare_headers(headers)
+        prepared._cookies = _NO_COOKIES
+        if body:
+            prepared.body = body
+            prepared.headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            prepared.headers["Content-Length"] = "0"
+        if has_userinfo:
+            prepared.prepare_auth(None, url)
+        if prepared.url != url:
+            raise errors.invalid_target_url("it would be altered before sending")
+        credential = self.credential_header
+        if prepared.headers.get(credential) != headers.get(credential):
+            raise errors.invalid_target_url("it would alter the credentials")
+        return prepared
+
+    def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> requests.Response:
+        """The upstream's answer with its body still unread; 502/504 when there is none."""
+        prepared = self.prepare(method, url, headers, body)
+        host = url.split("/", 3)[2] if url.count("/") >= 2 else url
+        try:
+            return self.session.send(
+                prepared, stream=True, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            logger.warning(
+                "%s timed out: %s %s (%s)", self.upstream, method, host, type(exc).__name__
+            )
+            raise errors.upstream_timeout(self.upstream) from None
+        except requests.RequestException as exc:
+            logger.warning(
+                "%s unreachable: %s %s (%s)", self.upstream, method, host, type(exc).__name__
+            )
+            raise errors.upstream_unreachable(self.upstream) from None
+
+    def forward(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Response:
+        return self.relay(self.send(method, url, headers, body), method)
+
+    def relay(self, upstream: requests.Response, method: str) -> Response:
+        raw = upstream.raw
+        response_headers = Headers()
+        tokens = connection_tokens(upstream.headers)
+        dropped = _DROPPED_RESPONSE | tokens if tokens else _DROPPED_RESPONSE
+        for name, value in raw.headers.items():
+            lower = name.lower()
+            if lower not in dropped and not (
+                lower == "content-encoding" and value.strip().lower() == "identity"
+            ):
+                response_headers.add(name, value)
+        bodyless = method == "HEAD" or upstream.status_code in (204, 304)
+        body: Iterable[bytes] = () if bodyless else self._stream(upstream)
+        if bodyless:
+            upstream.close()
+        typed = "content-type" in response_headers
+        response = Response(
+            body, status=upstream.status_code, headers=response_headers, direct_passthrough=True
+        )
+        if not typed:
+            del response.headers["Content-Type"]
+        return response
+
+    def _stream(self, upstream: requests.Response) -> Iterator[bytes]:
+        raw = upstream.raw
+        read = getattr(raw, "read1", None) or raw.read
+        complete = False
+        try:
+            while True:
+                chunk = read(self.chunk_size, decode_content=False)
+                if not chunk:
+                    complete = True
+                    return
+                yield chunk
+        except Exception as exc:
+            # Headers are already sent: re-raising makes the server cut the
+            # connection, so the client sees a broken stream, not a short one.
+            logger.warning("%s stream interrupted (%s)", self.upstream, type(exc).__name__)
+            raise
+        finally:
+            if complete:
+                raw.release_conn()
+            else:
+                raw.close()
+                raw.release_conn()
