@@ -163,6 +163,7 @@ def create_blueprint(
         session, connect_timeout=config.connect_timeout, read_timeout=config.read_timeout
     )
     blueprint = flask.Blueprint(name, __name__)
+    errors.install_safety_net(blueprint)
     blueprint.add_url_rule(route, _VIEW, _ProxyView(config, forwarder), methods=ALLOWED_METHODS)
     view_endpoint = f"{name}.{_VIEW}"
 

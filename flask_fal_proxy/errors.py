@@ -8,11 +8,20 @@ branch on; nothing from the request or the credentials is echoed back.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-__all__ = ["ProxyError", "error_response"]
+if TYPE_CHECKING:
+    import flask
+
+__all__ = ["ProxyError", "error_response", "install_safety_net"]
+
+logger = logging.getLogger("flask_fal_proxy")
 
 
 class ProxyError(Exception):
@@ -83,8 +92,15 @@ def payload_too_large(limit: int) -> ProxyError:
     return ProxyError(413, "payload_too_large", f"The request body exceeds {limit} bytes.")
 
 
-def invalid_json() -> ProxyError:
-    return ProxyError(400, "invalid_json", "The request body is not well-formed JSON.")
+def invalid_json(reason: str = "") -> ProxyError:
+    detail = f": {reason}" if reason else ""
+    return ProxyError(400, "invalid_json", f"The request body is not well-formed JSON{detail}.")
+
+
+def incomplete_body() -> ProxyError:
+    return ProxyError(
+        400, "incomplete_body", "The request body is shorter than its Content-Length."
+    )
 
 
 def missing_credentials() -> ProxyError:
@@ -99,9 +115,69 @@ def invalid_credentials() -> ProxyError:
     )
 
 
-def upstream_unreachable() -> ProxyError:
-    return ProxyError(502, "upstream_unreachable", "fal could not be reached.")
+def upstream_unreachable(upstream: str = "fal") -> ProxyError:
+    return ProxyError(502, "upstream_unreachable", f"{upstream} could not be reached.")
 
 
-def upstream_timeout() -> ProxyError:
-    return ProxyError(504, "upstream_timeout", "fal did not answer in time.")
+def upstream_timeout(upstream: str = "fal") -> ProxyError:
+    return ProxyError(504, "upstream_timeout", f"{upstream} did not answer in time.")
+
+
+def internal_error() -> ProxyError:
+    return ProxyError(500, "internal_error", "The proxy failed to handle this request.")
+
+
+def http_error(status: int, name: str) -> ProxyError:
+    """A refusal Flask or Werkzeug raised inside one of our views, in our shape."""
+    code = "_".join(name.lower().replace("-", " ").split()) or "http_error"
+    return ProxyError(status, code, f"{name}.")
+
+
+def _origin(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame: where, without what."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "unknown"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
+
+
+def install_safety_net(
+    blueprint: flask.Blueprint,
+    respond: Callable[[ProxyError], Response] = ProxyError.to_response,
+) -> None:
+    """Answer whatever escapes a view of ``blueprint`` in the face's own error shape.
+
+    A bug or a library error inside a view would otherwise be Flask's HTML
+    500 with the traceback in the log, and a traceback's locals and messages
+    can hold headers, bodies or keys. Here it becomes a JSON 500 and one log
+    line with the exception's type and where it was raised. Werkzeug's own
+    refusals raised inside a view keep their status in the same shape;
+    routing errors (404, 405) happen before a blueprint is chosen and stay
+    Flask's, as before.
+    """
+    from flask import request
+
+    def unexpected(exc: Exception) -> Response:
+        if isinstance(exc, ProxyError):
+            return respond(exc)
+        if isinstance(exc, HTTPException) and exc.code is not None:
+            refusal = http_error(exc.code, exc.name)
+            for name, value in exc.get_headers():
+                if name.lower() in ("allow", "retry-after", "www-authenticate"):
+                    refusal.headers[name] = value
+            logger.warning(
+                "rejected %s request: %s (%d)", request.method, refusal.code, refusal.status
+            )
+            return respond(refusal)
+        logger.error(
+            "%s: unexpected %s at %s; answered 500",
+            blueprint.name,
+            type(exc).__name__,
+            _origin(exc),
+        )
+        return respond(internal_error())
+
+    blueprint.register_error_handler(Exception, unexpected)

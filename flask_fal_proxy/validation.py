@@ -6,6 +6,10 @@ a path of plain segments and a query of URL-safe characters. Anything an HTTP
 library, a CDN or fal's router could rewrite (dot segments, encoded slashes
 or dots, doubled slashes, backslashes, unicode, uppercase hosts) is refused,
 so the string the policy matched is the string that goes on the wire.
+
+Bodies are read under a size cap before anything is forwarded, and a JSON
+body must be strict RFC 8259 JSON: every route that reads JSON uses the one
+check here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 from . import errors
@@ -21,7 +26,14 @@ from .policy import is_fal_host
 if TYPE_CHECKING:
     import flask
 
-__all__ = ["Target", "parse_target_url", "read_json_body"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "Target",
+    "check_json",
+    "parse_target_url",
+    "read_body",
+    "read_json_body",
+]
 
 MAX_TARGET_URL_LENGTH = 8192
 
@@ -105,47 +117,105 @@ def is_json_media_type(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-def read_json_body(request: flask.Request, limit: int, chunk_size: int = 65536) -> bytes | None:
-    """Read the body (at most ``limit`` bytes) and make sure it is JSON.
+def has_body(request: flask.Request) -> bool:
+    declared = request.content_length
+    return (declared is not None and declared > 0) or (
+        declared is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    )
+
+
+def read_body(request: flask.Request, limit: int, chunk_size: int = 65536) -> bytes | None:
+    """Read the body, at most ``limit`` bytes, exactly as received.
 
     The declared length is judged before a byte is read, and a body without
     one is read in chunks and abandoned as soon as it passes the limit, so an
     oversized upload never sits in memory whole. The bytes are returned as
     received: re-serialising would change what the caller signed or hashed.
     """
-    declared = request.content_length
-    has_body = (declared is not None and declared > 0) or (
-        declared is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    )
-    if not has_body:
+    if not has_body(request):
         return None
-    if not is_json_media_type(request.headers.get("Content-Type", "")):
-        raise errors.unsupported_media_type()
+    declared = request.content_length
     if declared is not None and declared > limit:
         raise errors.payload_too_large(limit)
     stream = request.stream
     if declared is not None:
         body = stream.read(declared)
-    else:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            chunk = stream.read(min(chunk_size, limit + 1 - size))
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise errors.payload_too_large(limit)
-            parts.append(chunk)
-        body = b"".join(parts)
-        if not body:
-            return None
-    if declared is not None and len(body) != declared:
-        raise errors.ProxyError(
-            400, "incomplete_body", "The request body is shorter than its Content-Length."
-        )
-    try:
-        json.loads(body)
-    except ValueError:
-        raise errors.invalid_json() from None
+        if len(body) != declared:
+            raise errors.incomplete_body()
+        return body
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(chunk_size, limit + 1 - size))
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise errors.payload_too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts) or None
+
+
+def read_json_body(request: flask.Request, limit: int) -> bytes | None:
+    """The body, if any, once it is known to be strict JSON within ``limit`` bytes."""
+    if not has_body(request):
+        return None
+    if not is_json_media_type(request.headers.get("Content-Type", "")):
+        raise errors.unsupported_media_type()
+    body = read_body(request, limit)
+    if body is not None:
+        check_json(body)
     return body
+
+
+# Deep enough for any real model input (fal's deepest schemas nest a dozen
+# levels), shallow enough that the parser never nears Python's recursion limit.
+MAX_JSON_DEPTH = 512
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+class _NonStandardConstant(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> None:
+    raise _NonStandardConstant(name)
+
+
+def _nesting_depth(text: str) -> int:
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def check_json(body: bytes) -> None:
+    """Raise a 400 ``invalid_json`` unless ``body`` is one RFC 8259 JSON text.
+
+    Python's parser accepts more than the RFC (``NaN``, ``Infinity``, UTF-16
+    and UTF-32, a byte order mark) and fails with a ``RecursionError`` on deep
+    nesting; each of those would either reach the provider as a call it
+    refuses after the fact or become a 500 here. Numbers are checked for their
+    syntax only, never converted, so a 100,000-digit integer costs no more
+    than its bytes. Depth is counted without recursion, and only for a body
+    that has enough brackets to exceed the limit at all.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.invalid_json(f"it is not UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise errors.invalid_json("it starts with a byte order mark")
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
+        if _nesting_depth(text) > MAX_JSON_DEPTH:
+            raise errors.invalid_json(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.loads(text, parse_constant=_refuse_constant, parse_int=str, parse_float=str)
+    except _NonStandardConstant as exc:
+        raise errors.invalid_json(f"{exc} is not a JSON value (RFC 8259)") from None
+    except json.JSONDecodeError as exc:
+        raise errors.invalid_json(
+            f"{exc.msg.lower()} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise errors.invalid_json(f"it is nested deeper than {MAX_JSON_DEPTH} levels") from None
