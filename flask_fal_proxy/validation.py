@@ -31,6 +31,7 @@ __all__ = [
     "Target",
     "check_json",
     "parse_target_url",
+    "path_problem",
     "read_body",
     "read_json_body",
 ]
@@ -66,15 +67,39 @@ class Target:
         return self.path[1:]
 
 
-def _check_escapes(part: str, where: str, forbidden: frozenset[str]) -> None:
+def _escape_problem(part: str, where: str, forbidden: frozenset[str]) -> str | None:
     for escape in _PERCENT_RE.findall(part):
         if len(escape) != 3:
-            raise errors.invalid_target_url(f"malformed percent-escape in the {where}")
+            return f"malformed percent-escape in the {where}"
         if escape in forbidden:
-            raise errors.invalid_target_url(f"encoded separator in the {where}")
+            return f"encoded separator in the {where}"
         decoded = chr(int(escape[1:], 16))
         if decoded in _UNRESERVED:
-            raise errors.invalid_target_url(f"needlessly encoded character in the {where}")
+            return f"needlessly encoded character in the {where}"
+    return None
+
+
+_PATH_RE = re.compile(r"[A-Za-z0-9\-._~%:@+,=!$*'()/]*")
+
+
+def path_problem(path: str) -> str | None:
+    """Why a path (without its leading slash) is not canonical, or ``None``.
+
+    The rules of a target URL's path, for every face that builds an upstream
+    URL from a client's path or a configured id: plain URL-safe segments, no
+    dot or empty segments, no encoded separators, no needless escapes.
+    """
+    if _PATH_RE.fullmatch(path) is None:
+        return "the path has characters that are not allowed"
+    segments = path.split("/")
+    for segment in segments:
+        if segment in (".", ".."):
+            return "dot segments are not allowed"
+        if not segment and len(segments) > 1:
+            return "empty path segments are not allowed"
+    if "%" in path:
+        return _escape_problem(path, "path", _FORBIDDEN_PATH_ESCAPES)
+    return None
 
 
 def parse_target_url(value: str) -> Target:
@@ -100,16 +125,12 @@ def parse_target_url(value: str) -> Target:
     query = match["query"] or ""
     if not is_fal_host(host):
         raise errors.invalid_target_url("host is not one of fal's")
-    segments = path[1:].split("/")
-    for segment in segments:
-        if segment in (".", ".."):
-            raise errors.invalid_target_url("dot segments are not allowed")
-        if not segment and len(segments) > 1:
-            raise errors.invalid_target_url("empty path segments are not allowed")
-    if "%" in path:
-        _check_escapes(path, "path", _FORBIDDEN_PATH_ESCAPES)
-    if "%" in query:
-        _check_escapes(query, "query", frozenset())
+    problem = path_problem(path[1:])
+    if problem:
+        raise errors.invalid_target_url(problem)
+    problem = _escape_problem(query, "query", frozenset()) if "%" in query else None
+    if problem:
+        raise errors.invalid_target_url(problem)
     return Target(url=value, host=host, path=path, query=query)
 
 
