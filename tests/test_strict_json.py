@@ -153,4 +153,7 @@ def test_werkzeug_refusals_inside_the_view_keep_their_status_as_json(fake, monke
     app.register_blueprint(create_blueprint(session=fake.session()))
     response = app.test_client().post(PROXY, data=b"{}", headers=JSON)
     assert response.status_code == 413
-    assert response.json == {"code": "request_entity_too_large", "message": "Request Entity Too Large."}
+    assert response.json == {
+        "code": "request_entity_too_large",
+        "message": "Request Entity Too Large.",
+    }

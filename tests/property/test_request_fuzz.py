@@ -81,7 +81,10 @@ def test_fal_route_answers_every_generated_request_as_documented(fal_app, upstre
         return
     assert answer.status in FAL_STATUSES, (answer.status, answer.body[:300])
     if not forwarded:
-        assert answer.status >= 400 and _is_refusal(answer, method), (answer.status, answer.body[:300])
+        assert answer.status >= 400 and _is_refusal(answer, method), (
+            answer.status,
+            answer.body[:300],
+        )
         if _json_call(drawn) and drawn.body.kind == VALID:
             pytest.fail(f"strict JSON refused: {answer.body[:300]!r}")
         if _json_call(drawn) and drawn.body.kind == SPOILED:
