@@ -1,0 +1,86 @@
+"""Fixtures for the provider routes: the fakes on loopback and an app serving all three faces."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flask
+import pytest
+from provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, KEY_VARIABLES, Served
+
+from flask_fal_proxy.providers import create_provider_blueprint
+from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs
+
+
+@pytest.fixture(scope="session")
+def anthropic_fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(key=ANTHROPIC_KEY, stream_delay=0.01) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def elevenlabs_fake() -> Iterator[FakeElevenLabs]:
+    with FakeElevenLabs(key=ELEVENLABS_KEY, stream_delay=0.005) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fakes(
+    anthropic_fake: FakeAnthropic, elevenlabs_fake: FakeElevenLabs
+) -> tuple[FakeAnthropic, FakeElevenLabs]:
+    anthropic_fake.calls.clear()
+    elevenlabs_fake.calls.clear()
+    elevenlabs_fake.sent.clear()
+    return anthropic_fake, elevenlabs_fake
+
+
+@pytest.fixture
+def provider_app(
+    fakes: tuple[FakeAnthropic, FakeElevenLabs],
+) -> Callable[..., flask.Flask]:
+    """An app with the Anthropic and ElevenLabs routes; keyword arguments go to both."""
+    anthropic, elevenlabs = fakes
+
+    def factory(**options: Any) -> flask.Flask:
+        app = flask.Flask("providers-under-test")
+        app.config["ANTHROPIC_API_KEY"] = ANTHROPIC_KEY
+        app.config["ELEVENLABS_API_KEY"] = ELEVENLABS_KEY
+        app.register_blueprint(
+            create_provider_blueprint("anthropic", session=anthropic.session(), **options)
+        )
+        app.register_blueprint(
+            create_provider_blueprint("elevenlabs", session=elevenlabs.session(), **options)
+        )
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[flask.Flask], Served]]:
+    started: list[Served] = []
+
+    def start(app: flask.Flask) -> Served:
+        served = Served(app)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+@pytest.fixture(autouse=True)
+def _provider_keys_never_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every provider test doubles as a leak check for the provider keys."""
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        message = record.getMessage()
+        assert ANTHROPIC_KEY not in message and ELEVENLABS_KEY not in message, message
