@@ -45,7 +45,10 @@ class FakeServer:
 
     def start(self) -> Any:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=self.thread_name, daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=self.thread_name,
+            daemon=True,
         )
         self._thread.start()
         return self

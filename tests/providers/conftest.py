@@ -36,13 +36,7 @@ def fakes(
     return anthropic_fake, elevenlabs_fake
 
 
-@pytest.fixture
-def provider_app(
-    fakes: tuple[FakeAnthropic, FakeElevenLabs],
-) -> Callable[..., flask.Flask]:
-    """An app with the Anthropic and ElevenLabs routes; keyword arguments go to both."""
-    anthropic, elevenlabs = fakes
-
+def app_factory(anthropic: FakeAnthropic, elevenlabs: FakeElevenLabs) -> Callable[..., flask.Flask]:
     def factory(**options: Any) -> flask.Flask:
         app = flask.Flask("providers-under-test")
         app.config["ANTHROPIC_API_KEY"] = ANTHROPIC_KEY
@@ -56,6 +50,20 @@ def provider_app(
         return app
 
     return factory
+
+
+@pytest.fixture
+def provider_app(fakes: tuple[FakeAnthropic, FakeElevenLabs]) -> Callable[..., flask.Flask]:
+    """An app with the Anthropic and ElevenLabs routes; keyword arguments go to both."""
+    return app_factory(*fakes)
+
+
+@pytest.fixture(scope="module")
+def served(anthropic_fake: FakeAnthropic, elevenlabs_fake: FakeElevenLabs) -> Iterator[Served]:
+    """The default provider app in a real server, shared by a module's tests."""
+    server = Served(app_factory(anthropic_fake, elevenlabs_fake)())
+    yield server
+    server.stop()
 
 
 @pytest.fixture
