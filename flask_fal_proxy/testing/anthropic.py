@@ -63,6 +63,10 @@ class FakeAnthropic(FakeServer):
     ) -> None:
         super().__init__(key, host=host, port=port)
         self.stream_delay = stream_delay
+        # (event name, time.monotonic()) as each event is handed to the
+        # server: with the client in the same process, the difference to its
+        # arrival is what the path between them (a proxy) adds.
+        self.event_log: list[tuple[str, float]] = []
 
     def reply_words(self, text: str) -> list[str]:
         """The text deltas the fake streams for a user message ``text``."""
@@ -171,4 +175,6 @@ class FakeAnthropic(FakeServer):
         for index, (name, data) in enumerate(sequence):
             if index:
                 time.sleep(self.stream_delay)
-            yield f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.event_log.append((name, time.monotonic()))
+            yield chunk
