@@ -163,7 +163,11 @@ def create_blueprint(
     )
     blueprint = flask.Blueprint(name, __name__)
     errors.install_safety_net(blueprint)
-    blueprint.add_url_rule(route, _VIEW, _ProxyView(config, forwarder), methods=ALLOWED_METHODS)
+    view = _ProxyView(config, forwarder)
+    # Extensions that key on the view function (Flask-Limiter) need a name
+    # that is unique per blueprint.
+    view.__name__, view.__qualname__ = _VIEW, f"{name}.{_VIEW}"  # type: ignore[attr-defined]
+    blueprint.add_url_rule(route, _VIEW, view, methods=ALLOWED_METHODS)
     errors.install_json_method_not_allowed(blueprint, _VIEW, _ALLOW_HEADER)
 
     blueprint.fal_proxy_config = config  # type: ignore[attr-defined]

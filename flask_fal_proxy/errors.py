@@ -145,6 +145,12 @@ def internal_error() -> ProxyError:
     return ProxyError(500, "internal_error", "The proxy failed to handle this request.")
 
 
+def rate_limited() -> ProxyError:
+    return ProxyError(
+        429, "rate_limited", "Too many requests to the proxy; try again after Retry-After."
+    )
+
+
 def http_error(status: int, name: str) -> ProxyError:
     """A refusal Flask or Werkzeug raised inside one of our views, in our shape."""
     code = "_".join(name.lower().replace("-", " ").split()) or "http_error"
@@ -182,7 +188,9 @@ def install_safety_net(
         if isinstance(exc, ProxyError):
             return respond(exc)
         if isinstance(exc, HTTPException) and exc.code is not None:
-            refusal = http_error(exc.code, exc.name)
+            # A rate limiter's 429 (Flask-Limiter raises it from a before-request
+            # hook) gets its own code; its Retry-After is added after this.
+            refusal = rate_limited() if exc.code == 429 else http_error(exc.code, exc.name)
             for name, value in exc.get_headers():
                 if name.lower() in ("allow", "retry-after", "www-authenticate"):
                     refusal.headers[name] = value

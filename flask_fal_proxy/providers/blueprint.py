@@ -200,6 +200,9 @@ def create_provider_blueprint(
     )
     blueprint = flask.Blueprint(name, __name__)
     errors.install_safety_net(blueprint)
+    # Extensions that key on the view function (Flask-Limiter) need a name
+    # that is unique per blueprint.
+    view.__name__, view.__qualname__ = _VIEW, f"{name}.{_VIEW}"  # type: ignore[attr-defined]
     blueprint.add_url_rule(f"{route}/<path:subpath>", _VIEW, view, methods=methods)
     allow = ", ".join((*methods, "OPTIONS"))
     errors.install_json_method_not_allowed(blueprint, _VIEW, allow, spec.name)
