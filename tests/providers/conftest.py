@@ -9,10 +9,10 @@ from typing import Any
 
 import flask
 import pytest
-from provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, KEY_VARIABLES, Served
 
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs
+from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, KEY_VARIABLES, Served
 
 
 @pytest.fixture(scope="session")

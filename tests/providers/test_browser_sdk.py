@@ -20,11 +20,11 @@ from pathlib import Path
 import flask
 import pytest
 from e2e.harness import CHROMIUM, clean_env, require
-from provider_support import ANTHROPIC_KEY, Served
 
 from flask_fal_proxy.cross_origin import allow_browser_origins
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.rate_limits import limit_proxy_routes
+from providers.provider_support import ANTHROPIC_KEY, Served
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

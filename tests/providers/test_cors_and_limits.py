@@ -13,12 +13,12 @@ import secrets
 
 import flask
 import pytest
-from provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY
 
 from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.cross_origin import allow_browser_origins
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.rate_limits import limit_proxy_routes
+from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY
 
 PAGE = "https://editor.example.com"
 ROUTES = ("/api/fal/proxy", "/api/anthropic", "/api/elevenlabs")

@@ -13,7 +13,8 @@ import time
 import anthropic
 import pytest
 from elevenlabs.client import ElevenLabs
-from provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY
+
+from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY
 
 MODEL = "claude-test-1"
 WEATHER_TOOL = {

@@ -8,7 +8,6 @@ import socket
 
 import flask
 import pytest
-from provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, assert_no_key
 
 from flask_fal_proxy.providers import (
     ANTHROPIC,
@@ -18,6 +17,7 @@ from flask_fal_proxy.providers import (
     create_provider_blueprint,
 )
 from flask_fal_proxy.testing import loopback_session
+from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, assert_no_key
 
 MESSAGE = {
     "model": "claude-test",

@@ -8,10 +8,10 @@ length. ``python tests/providers/sse_delay.py`` prints the figures.
 from __future__ import annotations
 
 import flask
-from sse_delay import measure
 
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.testing import FakeAnthropic
+from providers.sse_delay import measure
 
 
 def test_sse_events_are_relayed_without_buffering(serve):
