@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import logging
 import socket
 
 import flask
 import pytest
+from live import Upstream, json_reply
 
 from flask_fal_proxy.providers import (
     ANTHROPIC,
@@ -159,9 +162,27 @@ def test_hostile_paths_are_400_and_never_sent(provider_app, fakes, path):
     response = (
         provider_app().test_client().post(f"/api/anthropic/{path}", json=MESSAGE, headers=VERSION)
     )
-    assert response.status_code in (400, 403, 404), path
-    if response.status_code != 404:
-        assert response.get_json()["code"] in ("invalid_path", "path_not_allowed")
+    assert (response.status_code, response.get_json()["code"]) == (400, "invalid_path"), path
+    assert all(not fake.calls for fake in fakes)
+
+
+@pytest.mark.parametrize(
+    "path", ["v1/%2e%2e/v1/messages", "v1%2Fmessages", "v1/x/../messages", "v1//messages"]
+)
+def test_a_real_server_judges_the_request_line_as_sent(served, fakes, path):
+    connection = http.client.HTTPConnection("127.0.0.1", served.server.server_port, timeout=5)
+    try:
+        connection.request(
+            "POST",
+            f"/api/anthropic/{path}",
+            body=json.dumps(MESSAGE),
+            headers={"Content-Type": "application/json", **VERSION},
+        )
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    assert (status, body["code"]) == (400, "invalid_path")
     assert all(not fake.calls for fake in fakes)
 
 
@@ -544,3 +565,45 @@ def test_a_silent_provider_is_504():
     assert response.status_code == 504
     assert response.get_json()["code"] == "upstream_timeout"
     assert response.get_json()["message"] == "elevenlabs did not answer in time."
+
+
+def test_a_compressed_answer_is_relayed_as_received():
+    # Never decoded, so its Content-Encoding still holds and nothing is buffered.
+    packed = gzip.compress(b'{"type":"message","content":[]}' * 50)
+    reply = json_reply(200, packed, [("Content-Encoding", "gzip"), ("Set-Cookie", "a=b")])
+    with Upstream(reply) as upstream:
+        app = flask.Flask("gzip")
+        app.register_blueprint(
+            create_provider_blueprint(
+                "anthropic", api_key=ANTHROPIC_KEY, session=upstream.session()
+            )
+        )
+        response = post_message(app.test_client(), headers={"Accept-Encoding": "gzip"})
+    assert response.get_data() == packed
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert "Content-Length" not in response.headers
+    assert "Set-Cookie" not in response.headers
+    (seen,) = upstream.requests
+    assert seen.header("Accept-Encoding") in (None, "identity")
+    assert seen.target == "/v1/messages"
+
+
+def test_without_a_raw_uri_the_reencoded_path_is_judged():
+    from werkzeug.test import EnvironBuilder
+
+    from flask_fal_proxy.errors import ProxyError
+    from flask_fal_proxy.providers.outbound import requested_path
+
+    def judged(path_info: str) -> str:
+        environ = EnvironBuilder(path="/").get_environ()
+        for name in ("RAW_URI", "REQUEST_URI"):
+            environ.pop(name, None)
+        environ["PATH_INFO"] = path_info
+        return requested_path(flask.Request(environ), "/api/anthropic")
+
+    assert judged("/api/anthropic/v1/messages") == "v1/messages"
+    assert judged("/api/anthropic/v1/a b") == "v1/a%20b"
+    with pytest.raises(ProxyError, match="dot segments"):
+        judged("/api/anthropic/v1/../messages")
+    with pytest.raises(ProxyError, match="routed"):
+        judged("/elsewhere/v1/messages")
