@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from werkzeug.serving import make_server
@@ -19,6 +19,8 @@ from .fal import RecordedCall
 from .loopback import loopback_session
 
 __all__ = ["FakeServer", "json_response"]
+
+_Fake = TypeVar("_Fake", bound="FakeServer")
 
 
 def json_response(data: Any, status: int = 200, **headers: str) -> Response:
@@ -43,7 +45,7 @@ class FakeServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> Any:
+    def start(self: _Fake) -> _Fake:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             args=(0.05,),
@@ -59,7 +61,7 @@ class FakeServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> Any:
+    def __enter__(self: _Fake) -> _Fake:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

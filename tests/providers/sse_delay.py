@@ -4,7 +4,8 @@ The fake, the proxy (a threaded werkzeug server) and the client share one
 process and one monotonic clock, so each event's delay is its arrival at the
 client minus the moment the fake handed it to its server. The same streams
 read straight from the fake give the baseline; the difference is the
-proxy's share. Run ``python tests/providers/sse_delay.py`` for the figures.
+proxy's share. Run ``python tests/providers/sse_delay.py`` for the figures
+(``--gunicorn``: the example app under gunicorn instead of werkzeug).
 """
 
 from __future__ import annotations
@@ -72,37 +73,74 @@ def stream_delays(
     return [arrived - left for arrived, left in zip(arrivals, sent, strict=True)]
 
 
-def measure(fake: FakeAnthropic, proxy_port: int, streams: int = 20) -> tuple[Delays, Delays]:
+def measure(
+    fake: FakeAnthropic,
+    proxy_port: int,
+    streams: int = 20,
+    proxy_headers: dict[str, str] | None = None,
+) -> tuple[Delays, Delays]:
     """(through the proxy, straight from the fake), interleaved so both see the same load."""
     common = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
     direct_headers = {**common, "Host": "api.anthropic.com", "x-api-key": fake.key}
+    via_proxy = {**common, **(proxy_headers or {})}
     proxied: list[float] = []
     direct: list[float] = []
     for _ in range(streams):
-        proxied += stream_delays(fake, proxy_port, "/api/anthropic/v1/messages", common)
+        proxied += stream_delays(fake, proxy_port, "/api/anthropic/v1/messages", via_proxy)
         direct += stream_delays(fake, fake.port, "/v1/messages", direct_headers)
     return Delays(proxied), Delays(direct)
 
 
-def main() -> None:
+def _werkzeug(fake: FakeAnthropic) -> tuple[Delays, Delays]:
     import flask
     from provider_support import Served
 
     from flask_fal_proxy.providers import create_provider_blueprint
 
+    app = flask.Flask("sse-delay")
+    app.register_blueprint(
+        create_provider_blueprint("anthropic", api_key=fake.key, session=fake.session())
+    )
+    served = Served(app)
+    try:
+        measure(fake, served.server.server_port, streams=3)  # warm up
+        return measure(fake, served.server.server_port, streams=100)
+    finally:
+        served.stop()
+
+
+def _gunicorn(fake: FakeAnthropic) -> tuple[Delays, Delays]:
+    """The example app under gunicorn with its production settings, one worker."""
+    import sys
+    from pathlib import Path
+
+    import requests
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from e2e.harness import clean_env, gunicorn
+
+    env = clean_env(
+        ANTHROPIC_API_KEY=fake.key, ANTHROPIC_FAKE_PORT=str(fake.port), SECRET_KEY="bench"
+    )
+    server = gunicorn("example_app.app:app", env)
+    try:
+        # The example's routes want the session cookie its page sets.
+        cookie = requests.get(f"{server.url}/", timeout=10).headers["Set-Cookie"].split(";")[0]
+        headers = {"Cookie": cookie}
+        measure(fake, server.port, streams=3, proxy_headers=headers)
+        return measure(fake, server.port, streams=100, proxy_headers=headers)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    import sys
+
+    under = "gunicorn" if "--gunicorn" in sys.argv else "werkzeug"
     with FakeAnthropic(key="bench-key", stream_delay=0.005) as fake:
-        app = flask.Flask("sse-delay")
-        app.register_blueprint(
-            create_provider_blueprint("anthropic", api_key=fake.key, session=fake.session())
-        )
-        served = Served(app)
-        try:
-            measure(fake, served.server.server_port, streams=3)  # warm up
-            proxied, direct = measure(fake, served.server.server_port, streams=100)
-        finally:
-            served.stop()
+        proxied, direct = _gunicorn(fake) if under == "gunicorn" else _werkzeug(fake)
     added = statistics.median(proxied.samples) - statistics.median(direct.samples)
-    print(f"through the proxy: {proxied}")
+    print(f"through the proxy ({under}): {proxied}")
     print(f"straight from the fake: {direct}")
     print(f"added by the proxy (difference of medians): {added * 1000:.2f} ms")
 
