@@ -284,6 +284,17 @@ def test_outbound_headers_are_an_allow_list_with_the_servers_key(provider_app, f
     assert_no_key(response)
 
 
+def test_the_specs_own_headers_travel_as_sent(provider_app, fakes):
+    anthropic, _ = fakes
+    post_message(
+        provider_app().test_client(),
+        headers={"anthropic-beta": "a-2099-01-01", "anthropic-version": "2024-02-29"},
+    )
+    (call,) = anthropic.calls
+    assert call.headers["Anthropic-Beta"] == "a-2099-01-01"
+    assert call.headers["Anthropic-Version"] == "2024-02-29"
+
+
 def test_the_elevenlabs_key_header_is_set_once(provider_app, fakes):
     _, elevenlabs = fakes
     response = (
