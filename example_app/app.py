@@ -1,8 +1,13 @@
-"""A Flask app that lets the browser call fal through flask-fal-proxy.
+"""A small studio: image (fal), text (Anthropic) and speech (ElevenLabs) through Flask.
 
-Copy this file as a starting point. With ``FAL_KEY`` set it talks to the real
-fal; without it, an embedded fake fal on 127.0.0.1 answers, so the whole flow
-(page -> @fal-ai/client -> proxy -> "fal") runs offline.
+Copy this file as a starting point. Each provider is called from the
+browser through its own proxy route, which adds the key on the server. A
+provider whose key is not set is answered by the package's fake on
+127.0.0.1, so the whole page (and each of its three panels) runs offline:
+
+    FAL_KEY             image panel, /api/fal/proxy
+    ANTHROPIC_API_KEY   text panel,  /api/anthropic/v1/messages
+    ELEVENLABS_API_KEY  speech panel, /api/elevenlabs/v1/text-to-speech/<voice>/stream
 """
 
 from __future__ import annotations
@@ -10,15 +15,45 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from typing import Any
 
+import requests
 from flask import Flask, render_template, session
 
 from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.providers import create_provider_blueprint
 
 MODEL = "fal-ai/flux/schnell"
+TEXT_MODEL = "claude-sonnet-4-5"
+# "George", one of ElevenLabs' premade voices.
+VOICE = "JBFqnCBsd6RMkjVDRZzb"
+
+
+def _outbound(app: Flask, key_env: str, port_env: str, fake_class: Any) -> requests.Session | None:
+    """The session for one provider: its real URL, or a fake on loopback when there is no key.
+
+    End-to-end tests run the fakes in their own process, to read what they
+    received, and point the app at them with ``<PROVIDER>_FAKE_PORT``; the
+    key variable is then the fake's key.
+    """
+    from flask_fal_proxy.testing import loopback_session
+
+    port = os.environ.get(port_env)
+    if port:
+        return loopback_session(int(port))
+    if os.environ.get(key_env):
+        return None
+    fake = fake_class(key=f"example-offline-{key_env.lower()}").start()
+    app.config[key_env] = fake.key
+    app.logger.warning(
+        "%s is not set: using the embedded %s on %s", key_env, fake_class.__name__, fake.base_url
+    )
+    return fake.session()
 
 
 def create_app() -> Flask:
+    from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs, FakeFal
+
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")
     if not app.config["SECRET_KEY"]:
@@ -27,39 +62,54 @@ def create_app() -> Flask:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
         app.logger.warning("SECRET_KEY is not set: using a random per-process key")
     app.config["FAL_MODEL"] = os.environ.get("FAL_MODEL", MODEL)
+    app.config["TEXT_MODEL"] = os.environ.get("TEXT_MODEL", TEXT_MODEL)
+    app.config["VOICE_ID"] = os.environ.get("VOICE_ID", VOICE)
     logging.basicConfig(level=logging.INFO)
 
-    outbound = None
-    fake_port = os.environ.get("FAL_PROXY_FAKE_PORT")
-    if fake_port:
-        # End-to-end tests run the fake fal in their own process, to read what
-        # it received, and point this app at it; FAL_KEY is then the fake's key.
-        from flask_fal_proxy.testing import loopback_session
+    def visitor_has_session(request: Any) -> bool:
+        # Only browsers that loaded our page (and so hold our session cookie).
+        return session.get("visitor") is not None
 
-        outbound = loopback_session(int(fake_port))
-    elif not os.environ.get("FAL_KEY"):
-        from flask_fal_proxy.testing import FakeFal
-
-        fake = FakeFal(key="example-offline-key").start()
-        app.config["FAL_KEY"] = fake.key
-        outbound = fake.session()
-        app.logger.warning("FAL_KEY is not set: using the embedded fake fal on %s", fake.base_url)
-
+    guarded: dict[str, Any] = {
+        "allow_unauthorized_requests": False,
+        "is_authenticated": visitor_has_session,
+    }
     app.register_blueprint(
         create_blueprint(
-            session=outbound,
+            session=_outbound(app, "FAL_KEY", "FAL_PROXY_FAKE_PORT", FakeFal),
             # Only the model this page uses; anything else gets 403.
             allowed_endpoints=[f"{app.config['FAL_MODEL']}/**"],
-            # Only browsers that loaded our page (and so hold our session cookie).
-            allow_unauthorized_requests=False,
-            is_authenticated=lambda request: session.get("visitor") is not None,
+            **guarded,
+        )
+    )
+    app.register_blueprint(
+        create_provider_blueprint(
+            "anthropic",
+            session=_outbound(app, "ANTHROPIC_API_KEY", "ANTHROPIC_FAKE_PORT", FakeAnthropic),
+            # Messages only: no token counting, no batches, no files.
+            allowed_paths=["v1/messages"],
+            **guarded,
+        )
+    )
+    app.register_blueprint(
+        create_provider_blueprint(
+            "elevenlabs",
+            session=_outbound(app, "ELEVENLABS_API_KEY", "ELEVENLABS_FAKE_PORT", FakeElevenLabs),
+            # Speech in the one voice this page offers; no voice management.
+            allowed_paths=[f"v1/text-to-speech/{app.config['VOICE_ID']}/stream"],
+            **guarded,
         )
     )
 
     @app.get("/")
     def index() -> str:
         session.setdefault("visitor", secrets.token_hex(8))
-        return render_template("index.html", model=app.config["FAL_MODEL"])
+        return render_template(
+            "index.html",
+            model=app.config["FAL_MODEL"],
+            text_model=app.config["TEXT_MODEL"],
+            voice=app.config["VOICE_ID"],
+        )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

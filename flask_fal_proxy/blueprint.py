@@ -14,7 +14,6 @@ from typing import Any
 
 import flask
 import requests
-from werkzeug.exceptions import MethodNotAllowed
 
 from . import errors
 from .config import DEFAULT_PROXY_ROUTE, TARGET_URL_HEADER, ProxyConfig
@@ -164,25 +163,12 @@ def create_blueprint(
     )
     blueprint = flask.Blueprint(name, __name__)
     errors.install_safety_net(blueprint)
-    blueprint.add_url_rule(route, _VIEW, _ProxyView(config, forwarder), methods=ALLOWED_METHODS)
-    view_endpoint = f"{name}.{_VIEW}"
-
-    @blueprint.before_app_request
-    def _json_method_not_allowed() -> Any:
-        # Routing fails before any blueprint hook runs, so the 405 for our
-        # route is turned into JSON from an app-wide hook that only acts on it.
-        exc = flask.request.routing_exception
-        if not isinstance(exc, MethodNotAllowed):
-            return None
-        adapter = flask.current_app.url_map.bind_to_environ(flask.request.environ)
-        try:
-            rule, _ = adapter.match(method="GET", return_rule=True)
-        except Exception:
-            return None
-        if rule.endpoint != view_endpoint:
-            return None
-        logger.warning("rejected %s request: method_not_allowed (405)", flask.request.method)
-        return errors.method_not_allowed(_ALLOW_HEADER).to_response()
+    view = _ProxyView(config, forwarder)
+    # Extensions that key on the view function (Flask-Limiter) need a name
+    # that is unique per blueprint.
+    view.__name__, view.__qualname__ = _VIEW, f"{name}.{_VIEW}"  # type: ignore[attr-defined]
+    blueprint.add_url_rule(route, _VIEW, view, methods=ALLOWED_METHODS)
+    errors.install_json_method_not_allowed(blueprint, _VIEW, _ALLOW_HEADER)
 
     blueprint.fal_proxy_config = config  # type: ignore[attr-defined]
     blueprint.fal_proxy_forwarder = forwarder  # type: ignore[attr-defined]

@@ -19,7 +19,12 @@ from werkzeug.wrappers import Response
 if TYPE_CHECKING:
     import flask
 
-__all__ = ["ProxyError", "error_response", "install_safety_net"]
+__all__ = [
+    "ProxyError",
+    "error_response",
+    "install_json_method_not_allowed",
+    "install_safety_net",
+]
 
 logger = logging.getLogger("flask_fal_proxy")
 
@@ -56,10 +61,9 @@ def error_response(
 
 
 # Constructors for each refusal, so statuses, codes and wording live in one place.
-def method_not_allowed(allowed: str) -> ProxyError:
-    return ProxyError(
-        405, "method_not_allowed", "Method not allowed by the fal proxy.", {"Allow": allowed}
-    )
+def method_not_allowed(allowed: str, upstream: str = "fal") -> ProxyError:
+    message = f"Method not allowed by the {upstream} proxy."
+    return ProxyError(405, "method_not_allowed", message, {"Allow": allowed})
 
 
 def missing_target_url() -> ProxyError:
@@ -80,12 +84,22 @@ def origin_not_allowed() -> ProxyError:
     )
 
 
-def unauthorized() -> ProxyError:
-    return ProxyError(401, "unauthorized", "Authentication is required to use the fal proxy.")
+def unauthorized(upstream: str = "fal") -> ProxyError:
+    return ProxyError(
+        401, "unauthorized", f"Authentication is required to use the {upstream} proxy."
+    )
 
 
-def unsupported_media_type() -> ProxyError:
-    return ProxyError(415, "unsupported_media_type", "The request body must be application/json.")
+def path_not_allowed() -> ProxyError:
+    return ProxyError(403, "path_not_allowed", "This path is not allowed by the proxy.")
+
+
+def invalid_path(reason: str) -> ProxyError:
+    return ProxyError(400, "invalid_path", f"Path rejected: {reason}.")
+
+
+def unsupported_media_type(expected: str = "application/json") -> ProxyError:
+    return ProxyError(415, "unsupported_media_type", f"The request body must be {expected}.")
 
 
 def payload_too_large(limit: int) -> ProxyError:
@@ -103,15 +117,19 @@ def incomplete_body() -> ProxyError:
     )
 
 
-def missing_credentials() -> ProxyError:
+def missing_credentials(upstream: str = "fal") -> ProxyError:
     return ProxyError(
-        500, "missing_credentials", "The fal proxy has no fal credentials configured."
+        500,
+        "missing_credentials",
+        f"The {upstream} proxy has no {upstream} credentials configured.",
     )
 
 
-def invalid_credentials() -> ProxyError:
+def invalid_credentials(upstream: str = "fal") -> ProxyError:
     return ProxyError(
-        500, "invalid_credentials", "The fal proxy's fal credentials are misconfigured."
+        500,
+        "invalid_credentials",
+        f"The {upstream} proxy's {upstream} credentials are misconfigured.",
     )
 
 
@@ -125,6 +143,12 @@ def upstream_timeout(upstream: str = "fal") -> ProxyError:
 
 def internal_error() -> ProxyError:
     return ProxyError(500, "internal_error", "The proxy failed to handle this request.")
+
+
+def rate_limited() -> ProxyError:
+    return ProxyError(
+        429, "rate_limited", "Too many requests to the proxy; try again after Retry-After."
+    )
 
 
 def http_error(status: int, name: str) -> ProxyError:
@@ -164,7 +188,9 @@ def install_safety_net(
         if isinstance(exc, ProxyError):
             return respond(exc)
         if isinstance(exc, HTTPException) and exc.code is not None:
-            refusal = http_error(exc.code, exc.name)
+            # A rate limiter's 429 (Flask-Limiter raises it from a before-request
+            # hook) gets its own code; its Retry-After is added after this.
+            refusal = rate_limited() if exc.code == 429 else http_error(exc.code, exc.name)
             for name, value in exc.get_headers():
                 if name.lower() in ("allow", "retry-after", "www-authenticate"):
                     refusal.headers[name] = value
@@ -181,3 +207,37 @@ def install_safety_net(
         return respond(internal_error())
 
     blueprint.register_error_handler(Exception, unexpected)
+
+
+def install_json_method_not_allowed(
+    blueprint: flask.Blueprint, view: str, allow: str, upstream: str = "fal"
+) -> None:
+    """Answer a wrong method on ``blueprint``'s ``view`` with the JSON 405.
+
+    Routing fails before any blueprint hook runs, so the 405 is turned into
+    JSON from an app-wide hook that only acts on requests whose URL is the
+    view's; every other route of the app keeps Flask's own answer.
+    """
+    from flask import current_app, request
+    from werkzeug.exceptions import MethodNotAllowed
+
+    view_endpoint = f"{blueprint.name}.{view}"
+
+    @blueprint.before_app_request
+    def _json_method_not_allowed() -> Response | None:
+        exc = request.routing_exception
+        if not isinstance(exc, MethodNotAllowed):
+            return None
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        matched = None
+        for method in exc.valid_methods or ("GET",):
+            try:
+                rule, _ = adapter.match(method=method, return_rule=True)
+            except Exception:
+                continue
+            matched = rule.endpoint
+            break
+        if matched != view_endpoint:
+            return None
+        logger.warning("rejected %s request: method_not_allowed (405)", request.method)
+        return method_not_allowed(allow, upstream).to_response()

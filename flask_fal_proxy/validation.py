@@ -32,6 +32,7 @@ __all__ = [
     "check_json",
     "parse_target_url",
     "path_problem",
+    "query_problem",
     "read_body",
     "read_json_body",
 ]
@@ -39,11 +40,13 @@ __all__ = [
 MAX_TARGET_URL_LENGTH = 8192
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_QUERY_CHARS = r"[A-Za-z0-9\-._~%:@+,=!$*'()/?&;]*"
 _TARGET_RE = re.compile(
     rf"https://(?P<host>{_LABEL}(?:\.{_LABEL})+)"
     r"(?P<path>/[A-Za-z0-9\-._~%:@+,=!$*'()/]*)"
-    r"(?P<query>\?[A-Za-z0-9\-._~%:@+,=!$*'()/?&;]*)?"
+    rf"(?P<query>\?{_QUERY_CHARS})?"
 )
+_QUERY_RE = re.compile(_QUERY_CHARS)
 _PERCENT_RE = re.compile(r"%(?![0-9A-F]{2})|%[0-9A-F]{2}")
 # Escapes that would let a path segment become a separator or a dot segment
 # (or be decoded twice) after the allow-list has been checked.
@@ -100,6 +103,17 @@ def path_problem(path: str) -> str | None:
     if "%" in path:
         return _escape_problem(path, "path", _FORBIDDEN_PATH_ESCAPES)
     return None
+
+
+def query_problem(query: str) -> str | None:
+    """Why a query string (without its ``?``) would not reach upstream as is, or ``None``.
+
+    The characters of a target URL's query, with well-formed escapes, so
+    that requests sends exactly the string that was checked.
+    """
+    if _QUERY_RE.fullmatch(query) is None:
+        return "the query has characters that are not allowed"
+    return _escape_problem(query, "query", frozenset()) if "%" in query else None
 
 
 def parse_target_url(value: str) -> Target:

@@ -37,6 +37,14 @@ build_example_bundle() {
 
 install_e2e_tools() { # Node packages of tests/e2e, and Debian's chromium for the browser test
   npm_install tests/e2e
+  npm_install tests/providers/browser
+  (cd tests/providers/browser && npm run --silent build >/dev/null)
+  # The shared rate-limit test starts its own redis-server on a free port.
+  if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing redis-server (apt) for the shared rate-limit test" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
   if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing chromium (apt) for the browser test" >&2
     apt-get update -qq

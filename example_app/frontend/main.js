@@ -1,10 +1,15 @@
-// Bundled by esbuild into static/fal-client.js (see package.json).
+// The studio's three panels, each calling its provider through this app's
+// proxy route. Bundled by esbuild into static/fal-client.js (see package.json).
 import { fal } from "@fal-ai/client";
+import Anthropic from "@anthropic-ai/sdk";
 
 fal.config({ proxyUrl: "/api/fal/proxy" });
 
+// -- image: fal's queue, with its position and logs as they come ------------
 const form = document.getElementById("generate");
 const statusEl = document.getElementById("status");
+const queueEl = document.getElementById("queue");
+const logsEl = document.getElementById("logs");
 const model = document.getElementById("model").textContent.trim();
 
 form.addEventListener("submit", async (event) => {
@@ -15,12 +20,25 @@ form.addEventListener("submit", async (event) => {
   errorEl.hidden = true;
   button.disabled = true;
   statusEl.textContent = "Submitting…";
+  queueEl.textContent = "";
+  logsEl.textContent = "";
+  logsEl.hidden = true;
   try {
     const result = await fal.subscribe(model, {
       input: { prompt },
       logs: true,
       onQueueUpdate: (update) => {
         statusEl.textContent = `Status: ${update.status}`;
+        if (update.status === "IN_QUEUE") {
+          queueEl.textContent = `Queue position: ${update.queue_position ?? "?"}`;
+        } else {
+          queueEl.textContent = update.status === "IN_PROGRESS" ? "Running" : "";
+        }
+        const lines = (update.logs ?? []).map((log) => log.message);
+        if (lines.length) {
+          logsEl.textContent = lines.join("\n");
+          logsEl.hidden = false;
+        }
       },
     });
     const image = result.data.images[0];
@@ -34,6 +52,120 @@ form.addEventListener("submit", async (event) => {
     errorEl.hidden = false;
     statusEl.textContent = "Failed";
     document.body.dataset.state = "failed";
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// The message of a proxy refusal ({message, code}) or of a provider error.
+function describe(error) {
+  const body = error.error ?? error.body;
+  const message = body?.message ?? body?.error?.message ?? body?.detail?.message;
+  return `${error.name ?? "Error"}: ${message ?? error.message}`;
+}
+
+// -- text: Anthropic's stream, token by token --------------------------------
+const textPanel = document.getElementById("text-panel");
+const claude = new Anthropic({
+  baseURL: `${location.origin}/api/anthropic`,
+  // No key in the page: the proxy adds it. SDK 1.x wants the Authorization
+  // header explicitly left out when it is given no key.
+  apiKey: null,
+  defaultHeaders: { Authorization: null },
+  dangerouslyAllowBrowser: true,
+  maxRetries: 0,
+});
+
+document.getElementById("text-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("text-run");
+  const out = document.getElementById("text-out");
+  const status = document.getElementById("text-status");
+  const errorEl = document.getElementById("text-error");
+  delete textPanel.dataset.state;
+  errorEl.hidden = true;
+  out.textContent = "";
+  button.disabled = true;
+  status.textContent = "Waiting for the first token…";
+  let tokens = 0;
+  try {
+    const stream = claude.messages.stream({
+      model: textPanel.dataset.model,
+      max_tokens: 512,
+      messages: [{ role: "user", content: document.getElementById("text-prompt").value }],
+    });
+    stream.on("text", (delta) => {
+      tokens += 1;
+      out.textContent += delta;
+      status.textContent = `Streaming: ${tokens} tokens`;
+    });
+    const final = await stream.finalMessage();
+    status.textContent = `Done: ${tokens} tokens (${final.stop_reason})`;
+    textPanel.dataset.state = "done";
+  } catch (error) {
+    errorEl.textContent = describe(error);
+    errorEl.hidden = false;
+    status.textContent = "Failed";
+    textPanel.dataset.state = "failed";
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// -- speech: ElevenLabs' audio, shown as it arrives, played when complete ----
+const speechPanel = document.getElementById("speech-panel");
+const audio = document.getElementById("speech-audio");
+audio.addEventListener("playing", () => {
+  document.getElementById("speech-status").textContent = "Playing";
+  speechPanel.dataset.state = "playing";
+});
+
+document.getElementById("speech-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("speech-run");
+  const status = document.getElementById("speech-status");
+  const errorEl = document.getElementById("speech-error");
+  delete speechPanel.dataset.state;
+  errorEl.hidden = true;
+  button.disabled = true;
+  status.textContent = "Waiting for audio…";
+  try {
+    const voice = encodeURIComponent(speechPanel.dataset.voice);
+    const response = await fetch(
+      `/api/elevenlabs/v1/text-to-speech/${voice}/stream?output_format=mp3_44100_128`,
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "audio/mpeg" },
+        body: JSON.stringify({
+          text: document.getElementById("speech-text").value,
+          model_id: "eleven_multilingual_v2",
+        }),
+      },
+    );
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw Object.assign(new Error(`HTTP ${response.status}`), { name: "ApiError", body });
+    }
+    const reader = response.body.getReader();
+    const chunks = [];
+    let received = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      status.textContent = `Receiving audio: ${Math.round(received / 1024)} KB in ${chunks.length} chunks`;
+    }
+    speechPanel.dataset.chunks = String(chunks.length);
+    const type = response.headers.get("Content-Type") ?? "audio/mpeg";
+    audio.src = URL.createObjectURL(new Blob(chunks, { type }));
+    audio.hidden = false;
+    await audio.play();
+  } catch (error) {
+    errorEl.textContent = describe(error);
+    errorEl.hidden = false;
+    status.textContent = "Failed";
+    speechPanel.dataset.state = "failed";
   } finally {
     button.disabled = false;
   }

@@ -9,7 +9,10 @@ it, so the proxy under test is the one that runs in production.
     app.register_blueprint(create_blueprint(session=fake.session()))
 """
 
+from .anthropic import FakeAnthropic
+from .elevenlabs import FakeElevenLabs
 from .fal import FakeFal, RecordedCall
 from .loopback import LoopbackAdapter, loopback_session
 
 __all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall", "loopback_session"]
+__all__ += ["FakeAnthropic", "FakeElevenLabs"]
