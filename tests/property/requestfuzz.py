@@ -11,22 +11,19 @@ what it thinks JSON is.
 
 Each request is run through the app's WSGI callable with an environ built
 here, because a test client would repair the very disagreements (length,
-chunking) being tested; the upstream is a real server on 127.0.0.1 that
-records the bytes it receives.
+chunking) being tested; the upstream is ``wire.WireRecorder``, a real
+server on 127.0.0.1 that records the bytes it receives.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
-from support import LoopbackListener
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 VALID = "valid"
@@ -207,54 +204,3 @@ def run(app: Callable[..., Any], path: str, drawn: Drawn) -> Answer:
     app_iter, status, headers = run_wsgi_app(app, environ, buffered=True)
     body = b"".join(app_iter)
     return Answer(int(status.split()[0]), {k.lower(): v for k, v in headers.items()}, body)
-
-
-@dataclass
-class Received:
-    request_line: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Upstream(LoopbackListener):
-    """Records every request it gets, body included, and answers ``{}``."""
-
-    def __init__(self) -> None:
-        super().__init__(backlog=64)
-        self.received: list[Received] = []
-        self._lock = threading.Lock()
-        self._start_accepting()
-
-    def take(self) -> list[Received]:
-        with self._lock:
-            seen, self.received = self.received, []
-        return seen
-
-    def _serve(self, sock: socket.socket) -> None:
-        buffer = b""
-        with sock:
-            while not self._stop.is_set():
-                while b"\r\n\r\n" not in buffer:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                while len(buffer) < length:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                body, buffer = buffer[:length], buffer[length:]
-                with self._lock:
-                    self.received.append(Received(lines[0], headers, body))
-                sock.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 2\r\n\r\n{}"
-                )

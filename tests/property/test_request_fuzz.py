@@ -16,8 +16,8 @@ import flask
 import pytest
 from conftest import TEST_KEY
 from hypothesis import event, given
-from requestfuzz import SPOILED, VALID, Answer, Drawn, Upstream, requests_for, run
-from wire import budget
+from requestfuzz import SPOILED, VALID, Answer, Drawn, requests_for, run
+from wire import WireRecorder, budget
 
 from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.testing import loopback_session
@@ -28,14 +28,14 @@ CLIENT_CREDENTIALS = ("cookie", "x-api-key", "xi-api-key", "proxy-authorization"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    server = Upstream()
+def upstream() -> Iterator[WireRecorder]:
+    server = WireRecorder()
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def fal_app(upstream: Upstream) -> flask.Flask:
+def fal_app(upstream: WireRecorder) -> flask.Flask:
     app = flask.Flask("fuzzed-fal-route")
     app.config["FAL_KEY"] = TEST_KEY
     app.register_blueprint(create_blueprint(session=loopback_session(upstream.port)))
@@ -67,9 +67,9 @@ def _json_call(drawn: Drawn) -> bool:
 @budget(400)
 @given(drawn=requests_for(FAL_TARGET))
 def test_fal_route_answers_every_generated_request_as_documented(fal_app, upstream, drawn):
-    upstream.take()
+    upstream.take_all()
     answer = run(fal_app, "/api/fal/proxy", drawn)
-    forwarded = upstream.take()
+    forwarded = upstream.take_all()
     event(f"{drawn.method} {drawn.body.why} -> {answer.status}")
 
     assert TEST_KEY.encode() not in answer.body

@@ -37,12 +37,20 @@ def budget(examples: int) -> settings:
 @dataclass
 class Seen:
     request_line: str
-    host: str | None
-    probe: str | None
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("host")
+
+    @property
+    def probe(self) -> str | None:
+        return self.headers.get("x-fal-probe")
 
 
 class WireRecorder(LoopbackListener):
-    """Answers every request with ``{}`` and keeps its request line and headers."""
+    """Answers every request with ``{}`` and keeps its request line, headers and body."""
 
     def __init__(self) -> None:
         super().__init__(backlog=64)
@@ -61,7 +69,7 @@ class WireRecorder(LoopbackListener):
                     buffer += chunk
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                headers = {}
+                headers: dict[str, str] = {}
                 for line in lines[1:]:
                     name, _, value = line.partition(":")
                     headers.setdefault(name.strip().lower(), value.strip())
@@ -71,11 +79,9 @@ class WireRecorder(LoopbackListener):
                     if not chunk:
                         return
                     buffer += chunk
-                buffer = buffer[length:]
+                body, buffer = buffer[:length], buffer[length:]
                 with self._lock:
-                    self.seen.append(
-                        Seen(lines[0], headers.get("host"), headers.get("x-fal-probe"))
-                    )
+                    self.seen.append(Seen(lines[0], headers, body))
                 sock.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 2\r\n\r\n{}"
@@ -84,6 +90,11 @@ class WireRecorder(LoopbackListener):
     def take(self, probe: str) -> list[Seen]:
         with self._lock:
             return [s for s in self.seen if s.probe == probe]
+
+    def take_all(self) -> list[Seen]:
+        with self._lock:
+            seen, self.seen = self.seen, []
+        return seen
 
 
 REQUEST_LINE = re.compile(r"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/1\.1")
