@@ -69,23 +69,8 @@ class _ProxyView:
         self.allowed_origins = frozenset(config.allowed_origins)
 
     def __call__(self) -> flask.Response:
-        request = flask.request
-        try:
-            return self.handle(request)  # type: ignore[return-value]
-        except errors.ProxyError as err:
-            if err.code == "missing_credentials":
-                logger.error(
-                    "no fal credentials: set FAL_KEY in app.config or the environment, "
-                    "or pass resolve_fal_auth"
-                )
-            elif err.code == "invalid_credentials":
-                logger.error(
-                    "the fal credentials are not a valid header value (a stray newline "
-                    "or control character in FAL_KEY?); not sending them"
-                )
-            else:
-                logger.warning("rejected %s request: %s (%d)", request.method, err.code, err.status)
-            return err.to_response()  # type: ignore[return-value]
+        # Refusals are raised as ProxyError; the blueprint's safety net logs and answers them.
+        return self.handle(flask.request)  # type: ignore[no-any-return]
 
     def handle(self, request: flask.Request) -> Any:
         config = self.config
@@ -110,10 +95,12 @@ class _ProxyView:
             raise errors.unauthorized()
         authorization = self.resolve_fal_auth(request)
         if not authorization:
-            raise errors.missing_credentials()
+            raise errors.missing_credentials(
+                "fal", "set FAL_KEY in app.config or the environment, or pass resolve_fal_auth"
+            )
         if _HEADER_VALUE.fullmatch(authorization) is None:
             # requests would refuse it too, but with the value in the message.
-            raise errors.invalid_credentials()
+            raise errors.invalid_credentials("fal", "FAL_KEY")
         body = None
         if method not in ("GET", "HEAD"):
             body = read_json_body(request, config.max_request_body_bytes)

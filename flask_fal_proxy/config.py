@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .policy import DEFAULT_ALLOWED_URL_PATTERNS, TARGET_URL_HEADER, compile_patterns
+from .relay import HOP_BY_HOP
 
 if TYPE_CHECKING:
     import flask
@@ -33,25 +34,13 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 600.0
 
 # Headers that must never be forwarded, whatever the configuration says.
-FORBIDDEN_FORWARD_HEADERS = frozenset(
-    {
-        "authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "upgrade",
-        TARGET_URL_HEADER,
-    }
-)
+FORBIDDEN_FORWARD_HEADERS = HOP_BY_HOP | {
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    TARGET_URL_HEADER,
+}
 
 IsAuthenticated = Callable[["flask.Request"], bool]
 ResolveFalAuth = Callable[["flask.Request"], "str | None"]

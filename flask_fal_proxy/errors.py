@@ -30,7 +30,12 @@ logger = logging.getLogger("flask_fal_proxy")
 
 
 class ProxyError(Exception):
-    """A request the proxy refuses (or cannot complete) with a known status."""
+    """A request the proxy refuses (or cannot complete) with a known status.
+
+    ``log_line`` is for the operator, not the client: a refusal that needs
+    fixing on the server (no key configured) is logged as an error with it,
+    every other refusal as one warning line with its code.
+    """
 
     def __init__(
         self,
@@ -38,12 +43,14 @@ class ProxyError(Exception):
         code: str,
         message: str,
         headers: Mapping[str, str] | None = None,
+        log_line: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.log_line = log_line
 
     def to_response(self) -> Response:
         return error_response(self.status, self.code, self.message, self.headers)
@@ -117,19 +124,22 @@ def incomplete_body() -> ProxyError:
     )
 
 
-def missing_credentials(upstream: str = "fal") -> ProxyError:
+def missing_credentials(upstream: str = "fal", remedy: str = "") -> ProxyError:
     return ProxyError(
         500,
         "missing_credentials",
         f"The {upstream} proxy has no {upstream} credentials configured.",
+        log_line=f"no {upstream} credentials: {remedy or 'configure a key'}",
     )
 
 
-def invalid_credentials(upstream: str = "fal") -> ProxyError:
+def invalid_credentials(upstream: str = "fal", setting: str = "the key") -> ProxyError:
     return ProxyError(
         500,
         "invalid_credentials",
         f"The {upstream} proxy's {upstream} credentials are misconfigured.",
+        log_line=f"the {upstream} credentials are not a valid header value (a stray newline "
+        f"or control character in {setting}?); not sending them",
     )
 
 
@@ -186,6 +196,10 @@ def install_safety_net(
 
     def unexpected(exc: Exception) -> Response:
         if isinstance(exc, ProxyError):
+            if exc.log_line:
+                logger.error("%s", exc.log_line)
+            else:
+                logger.warning("rejected %s request: %s (%d)", request.method, exc.code, exc.status)
             return respond(exc)
         if isinstance(exc, HTTPException) and exc.code is not None:
             # A rate limiter's 429 (Flask-Limiter raises it from a before-request
