@@ -182,6 +182,7 @@ def run(app: Callable[..., Any], path: str, drawn: Drawn) -> Answer:
     builder = EnvironBuilder(path=path, method=drawn.method)
     environ = builder.get_environ()
     environ["REQUEST_METHOD"] = drawn.method  # the builder would upper-case it
+    environ["RAW_URI"] = path  # as gunicorn gives it
     for name, value in drawn.headers:
         key = "HTTP_" + name.upper().replace("-", "_")
         environ[key] = f"{environ[key]},{value}" if key in environ else value

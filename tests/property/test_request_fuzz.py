@@ -2,29 +2,106 @@
 
 Invariants, route by route: the status is one the route documents; a refusal
 is JSON with ``message`` and ``code`` and nothing reached the upstream; an
-accepted call reached it once, with the bytes the app received and none of
-the client's credentials; strict JSON passes and spoiled JSON is 400
-``invalid_json``; no key appears in the answer (nor, through the autouse
-fixture in tests/conftest.py, in any log line).
+accepted call reached it once, with the bytes the app received, the server's
+key and none of the client's credentials; strict JSON passes and spoiled
+JSON is 400 ``invalid_json``; no key appears in the answer (nor, through the
+autouse fixture in tests/conftest.py, in any log line).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import flask
 import pytest
 from conftest import TEST_KEY
 from hypothesis import event, given
+from hypothesis import strategies as st
 from requestfuzz import SPOILED, VALID, Answer, Drawn, requests_for, run
 from wire import WireRecorder, budget
 
 from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.testing import loopback_session
 
-FAL_TARGET = [("x-fal-target-url", "https://fal.run/fal-ai/flux/dev")]
-FAL_STATUSES = {200, 400, 401, 403, 405, 412, 413, 415}
-CLIENT_CREDENTIALS = ("cookie", "x-api-key", "xi-api-key", "proxy-authorization")
+CLIENT_CREDENTIALS = ("cookie", "proxy-authorization")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route as a client sees it, and what its contract promises."""
+
+    name: str
+    path: str
+    base_headers: tuple[tuple[str, str], ...]
+    statuses: frozenset[int]
+    key_header: str
+    key_value: str
+    methods: frozenset[str]  # the methods it forwards
+    uploads: tuple[str, ...] = ()  # media types passed through unchecked
+    make_blueprint: Callable[[flask.Flask, int], flask.Blueprint] | None = None
+
+    def is_json_call(self, drawn: Drawn) -> bool:
+        """A request whose body the route must judge as JSON, so the label decides."""
+        target_headers = [n for n, _ in drawn.headers if n.lower() == "x-fal-target-url"]
+        return (
+            drawn.method.upper() in self.methods - {"GET", "HEAD"}
+            and drawn.length in ("exact", "chunked")
+            and bool(drawn.body.data)
+            and (drawn.content_type or "").split(";")[0].strip().lower() == "application/json"
+            and len(target_headers)
+            == len([h for h in self.base_headers if h[0] == "x-fal-target-url"])
+        )
+
+
+def _fal(app: flask.Flask, port: int) -> flask.Blueprint:
+    app.config["FAL_KEY"] = TEST_KEY
+    return create_blueprint(session=loopback_session(port))
+
+
+def _provider(name: str) -> Callable[[flask.Flask, int], flask.Blueprint]:
+    def make(app: flask.Flask, port: int) -> flask.Blueprint:
+        return create_provider_blueprint(name, api_key=TEST_KEY, session=loopback_session(port))
+
+    return make
+
+
+UPLOADS = ("multipart/form-data", "application/octet-stream")
+ROUTES = [
+    Route(
+        "fal",
+        "/api/fal/proxy",
+        (("x-fal-target-url", "https://fal.run/fal-ai/flux/dev"),),
+        frozenset({200, 400, 401, 403, 405, 412, 413, 415}),
+        "authorization",
+        f"Key {TEST_KEY}",
+        frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"}),
+        make_blueprint=_fal,
+    ),
+    Route(
+        "anthropic",
+        "/api/anthropic/v1/messages",
+        (("anthropic-version", "2023-06-01"),),
+        frozenset({200, 400, 405, 413, 415}),
+        "x-api-key",
+        TEST_KEY,
+        frozenset({"POST"}),
+        UPLOADS,
+        make_blueprint=_provider("anthropic"),
+    ),
+    Route(
+        "elevenlabs",
+        "/api/elevenlabs/v1/text-to-speech/voice-1/stream",
+        (("accept", "audio/mpeg"),),
+        frozenset({200, 400, 405, 413, 415}),
+        "xi-api-key",
+        TEST_KEY,
+        frozenset({"POST"}),
+        UPLOADS,
+        make_blueprint=_provider("elevenlabs"),
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +112,14 @@ def upstream() -> Iterator[WireRecorder]:
 
 
 @pytest.fixture(scope="module")
-def fal_app(upstream: WireRecorder) -> flask.Flask:
-    app = flask.Flask("fuzzed-fal-route")
-    app.config["FAL_KEY"] = TEST_KEY
-    app.register_blueprint(create_blueprint(session=loopback_session(upstream.port)))
-    return app
+def apps(upstream: WireRecorder) -> dict[str, flask.Flask]:
+    made = {}
+    for route in ROUTES:
+        app = flask.Flask(f"fuzzed-{route.name}")
+        assert route.make_blueprint is not None
+        app.register_blueprint(route.make_blueprint(app, upstream.port))
+        made[route.name] = app
+    return made
 
 
 def _is_refusal(answer: Answer, method: str) -> bool:
@@ -53,22 +133,17 @@ def _is_refusal(answer: Answer, method: str) -> bool:
     )
 
 
-def _json_call(drawn: Drawn) -> bool:
-    """A request whose body the fal route must judge as JSON, so the label decides."""
-    return (
-        drawn.method.upper() in ("POST", "PUT", "DELETE")
-        and drawn.length in ("exact", "chunked")
-        and bool(drawn.body.data)
-        and (drawn.content_type or "").split(";")[0].strip().lower() == "application/json"
-        and sum(1 for n, _ in drawn.headers if n.lower() == "x-fal-target-url") == 1
-    )
+def _media_type(drawn: Drawn) -> str:
+    return (drawn.content_type or "").split(";")[0].strip().lower()
 
 
-@budget(400)
-@given(drawn=requests_for(FAL_TARGET))
-def test_fal_route_answers_every_generated_request_as_documented(fal_app, upstream, drawn):
+@budget(300)
+@given(data=st.data())
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
+def test_every_generated_request_is_answered_as_documented(apps, upstream, route, data):
+    drawn = data.draw(requests_for(list(route.base_headers)))
     upstream.take_all()
-    answer = run(fal_app, "/api/fal/proxy", drawn)
+    answer = run(apps[route.name], route.path, drawn)
     forwarded = upstream.take_all()
     event(f"{drawn.method} {drawn.body.why} -> {answer.status}")
 
@@ -79,27 +154,27 @@ def test_fal_route_answers_every_generated_request_as_documented(fal_app, upstre
     if method == "OPTIONS":
         assert answer.status == 200 and not forwarded
         return
-    assert answer.status in FAL_STATUSES, (answer.status, answer.body[:300])
+    assert answer.status in route.statuses, (answer.status, answer.body[:300])
     if not forwarded:
-        assert answer.status >= 400 and _is_refusal(answer, method), (
-            answer.status,
-            answer.body[:300],
-        )
-        if _json_call(drawn) and drawn.body.kind == VALID:
+        assert answer.status >= 400 and _is_refusal(answer, method), answer.body[:300]
+        if route.is_json_call(drawn) and drawn.body.kind == VALID:
             pytest.fail(f"strict JSON refused: {answer.body[:300]!r}")
-        if _json_call(drawn) and drawn.body.kind == SPOILED:
+        if route.is_json_call(drawn) and drawn.body.kind == SPOILED:
             assert answer.json()["code"] == "invalid_json", answer.body
         return
 
     assert len(forwarded) == 1 and answer.status == 200
     sent = forwarded[0]
-    assert sent.headers["authorization"] == f"Key {TEST_KEY}"
+    assert sent.request_line.split(" ")[0] == method
+    assert method in route.methods
+    assert sent.headers[route.key_header] == route.key_value
     assert not any(name in sent.headers for name in CLIENT_CREDENTIALS)
-    assert _json_call(drawn) is False or drawn.body.kind != SPOILED, drawn.body.why
-    assert sent.request_line.split(" ")[0] == ("GET" if method == "HEAD" else method) or (
-        method == "HEAD" and sent.request_line.startswith("HEAD ")
-    )
+    other_keys = {"authorization", "x-api-key", "xi-api-key"} - {route.key_header}
+    assert not any(name in sent.headers for name in other_keys)
+    assert not (route.is_json_call(drawn) and drawn.body.kind == SPOILED), drawn.body.why
     if method in ("GET", "HEAD"):
         assert sent.body == b""
     else:
         assert sent.body == drawn.received
+        if drawn.received and route.uploads and _media_type(drawn) != "application/json":
+            assert _media_type(drawn) in route.uploads
