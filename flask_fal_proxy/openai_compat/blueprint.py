@@ -26,7 +26,7 @@ import requests
 
 from .. import validation
 from ..errors import ProxyError, install_safety_net
-from ..relay import Relay, default_session
+from ..relay import default_session
 from . import errors
 from .fal_input import Plan, plan_jobs
 from .jobs import Progress, QueueRunner
@@ -138,7 +138,9 @@ class _Facade:
         files = request.files.getlist("image") + request.files.getlist("image[]")
         if not files:
             raise errors.invalid_request("image is required: one or more image files.", "image")
-        if len(files) > MAX_IMAGES_PER_EDIT or (inputs.edit_field == "image_url" and len(files) > 1):
+        if len(files) > MAX_IMAGES_PER_EDIT or (
+            inputs.edit_field == "image_url" and len(files) > 1
+        ):
             most = 1 if inputs.edit_field == "image_url" else MAX_IMAGES_PER_EDIT
             raise errors.invalid_request(f"This model edits at most {most} image(s).", "image")
         fal_input = dict(plan.fal_input)
@@ -217,7 +219,9 @@ def _as_openai_error(exc: Exception) -> errors.OpenAIError:
         return errors.from_proxy_error(exc)
     logger.error("unexpected %s while generating; answered 500", type(exc).__name__)
     return errors.OpenAIError(
-        500, "The server failed to handle this request.", type=errors.SERVER_ERROR,
+        500,
+        "The server failed to handle this request.",
+        type=errors.SERVER_ERROR,
         code="internal_error",
     )
 
@@ -225,7 +229,10 @@ def _as_openai_error(exc: Exception) -> errors.OpenAIError:
 def _refused(error: errors.OpenAIError) -> flask.Response:
     request = flask.request
     logger.warning(
-        "refused %s %s: %s (%d)", request.method, request.path, error.code or error.type,
+        "refused %s %s: %s (%d)",
+        request.method,
+        request.path,
+        error.code or error.type,
         error.status,
     )
     return error.to_response()  # type: ignore[return-value]
@@ -273,7 +280,9 @@ def create_openai_blueprint(
     ``ValueError`` for any setting that could not work.
     """
     table = parse_models(models if models is not None else os.environ.get("SUPPORTED_MODELS", ""))
-    clients = _split(access_keys if access_keys is not None else os.environ.get("CUSTOM_ACCESS_KEY"))
+    clients = _split(
+        access_keys if access_keys is not None else os.environ.get("CUSTOM_ACCESS_KEY")
+    )
     if not clients and not allow_unauthenticated:
         raise ValueError(
             "no access keys: pass access_keys= or set CUSTOM_ACCESS_KEY "
@@ -290,8 +299,11 @@ def create_openai_blueprint(
         schemas,
     )
     runner = QueueRunner(
-        outbound, pool, generation_timeout=float(generation_timeout),
-        connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+        outbound,
+        pool,
+        generation_timeout=float(generation_timeout),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
     )
     facade = _Facade(table, clients, cache, runner)
 

@@ -73,7 +73,7 @@ def after_submit(error: OpenAIError) -> OpenAIError:
 
 
 def from_proxy_error(error: ProxyError) -> OpenAIError:
-    """One of the package's refusals (``invalid_json``, ``payload_too_large``...) in OpenAI's shape."""
+    """A package refusal (``invalid_json``, ``payload_too_large``...) in OpenAI's shape."""
     kind = INVALID_REQUEST if error.status < 500 else SERVER_ERROR
     return OpenAIError(
         error.status, error.message, type=kind, code=error.code, headers=error.headers
@@ -95,9 +95,7 @@ def invalid_request(message: str, param: str | None = None) -> OpenAIError:
 
 
 def unsupported_media_type(expected: str) -> OpenAIError:
-    return OpenAIError(
-        415, f"The request body must be {expected}.", code="unsupported_media_type"
-    )
+    return OpenAIError(415, f"The request body must be {expected}.", code="unsupported_media_type")
 
 
 def body_too_large(limit: int) -> OpenAIError:
@@ -156,7 +154,9 @@ def schema_unavailable(model: str) -> OpenAIError:
 
 
 def fal_unreachable() -> OpenAIError:
-    return OpenAIError(502, "fal could not be reached.", type=SERVER_ERROR, code="upstream_unreachable")
+    return OpenAIError(
+        502, "fal could not be reached.", type=SERVER_ERROR, code="upstream_unreachable"
+    )
 
 
 def fal_error(status: int, message: str) -> OpenAIError:
@@ -182,7 +182,9 @@ def generation_timeout(seconds: float) -> OpenAIError:
 
 def image_unavailable(reason: str) -> OpenAIError:
     return OpenAIError(
-        502, f"A generated image could not be fetched: {reason}.", type=SERVER_ERROR,
+        502,
+        f"A generated image could not be fetched: {reason}.",
+        type=SERVER_ERROR,
         code="image_unavailable",
     )
 

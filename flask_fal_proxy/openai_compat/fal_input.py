@@ -25,7 +25,9 @@ from .sizes import parse_size, size_input
 __all__ = ["Plan", "plan_jobs"]
 
 MAX_N = 10
-OPENAI_ONLY = frozenset({"quality", "style", "background", "moderation", "user", "safety_identifier"})
+OPENAI_ONLY = frozenset(
+    {"quality", "style", "background", "moderation", "user", "safety_identifier"}
+)
 TRANSLATED = frozenset(
     {"prompt", "model", "n", "size", "response_format", "output_format", "stream"}
 )
@@ -69,9 +71,7 @@ def _batches(n: int, max_images: int | None) -> tuple[int, ...]:
     return (per_job,) * full + ((rest,) if rest else ())
 
 
-def plan_jobs(
-    fields: Mapping[str, Any], inputs: ModelInputs, *, from_form: bool = False
-) -> Plan:
+def plan_jobs(fields: Mapping[str, Any], inputs: ModelInputs, *, from_form: bool = False) -> Plan:
     """Translate an OpenAI images request for a model with ``inputs``; 400 on a bad field."""
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():

@@ -82,9 +82,11 @@ def _canonical(url: str) -> bool:
 
 def fal_message(body: Any, fallback: str = "no details") -> str:
     """fal's error body as one readable line: ``"prompt: field required"``."""
-    detail = body.get("detail", body.get("message", body.get("error"))) if isinstance(
-        body, dict
-    ) else None
+    detail = (
+        body.get("detail", body.get("message", body.get("error")))
+        if isinstance(body, dict)
+        else None
+    )
     if isinstance(detail, str) and detail.strip():
         return detail.strip()[:1000]
     if isinstance(detail, list):
@@ -169,7 +171,11 @@ class QueueRunner:
         return [f.result() for f in futures]
 
     def run(
-        self, endpoint: str, app: str, payload: dict[str, Any], deadline: float,
+        self,
+        endpoint: str,
+        app: str,
+        payload: dict[str, Any],
+        deadline: float,
         progress: Progress,
     ) -> dict[str, Any]:
         job = self._submit(endpoint, app, json.dumps(payload).encode(), deadline, progress)

@@ -65,9 +65,7 @@ def _entries(models: Mapping[str, str] | str) -> list[tuple[str, str]]:
                 continue
             public, sep, endpoint = item.strip().partition(":")
             if not sep:
-                raise ValueError(
-                    f"model entry {item.strip()!r} is not 'public-id:owner/app/path'"
-                )
+                raise ValueError(f"model entry {item.strip()!r} is not 'public-id:owner/app/path'")
             entries.append((public.strip(), endpoint.strip()))
         return entries
     return [(str(k).strip(), str(v).strip()) for k, v in models.items()]

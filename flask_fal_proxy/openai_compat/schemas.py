@@ -52,7 +52,9 @@ class ModelInputs:
     """The facts about a model's input schema that the OpenAI mapping needs."""
 
     properties: frozenset[str]
-    size_kind: str | None  # "image_size_object", "image_size_preset", "aspect_ratio", "width_height"
+    size_kind: (
+        str | None
+    )  # "image_size_object", "image_size_preset", "aspect_ratio", "width_height"
     presets: tuple[str, ...] = ()
     aspect_ratios: tuple[str, ...] = ()
     max_width: int | None = None
@@ -122,9 +124,7 @@ def read_inputs(document: Mapping[str, Any], endpoint: str) -> ModelInputs:
 
     if "image_size" in props:
         variants = props["image_size"]
-        objects = [
-            v for v in variants if {"width", "height"} <= set(v.get("properties", {}) or {})
-        ]
+        objects = [v for v in variants if {"width", "height"} <= set(v.get("properties", {}) or {})]
         facts["presets"] = _enum(variants)
         if objects:
             facts["size_kind"] = "image_size_object"
@@ -259,7 +259,9 @@ class SchemaCache:
         except DocumentUnavailable as exc:
             if stale is not None:
                 stale.refresh_at = time.monotonic() + RETRY_STALE_AFTER
-                logger.warning("schema of %s not refreshed (%s); keeping the old one", endpoint, exc)
+                logger.warning(
+                    "schema of %s not refreshed (%s); keeping the old one", endpoint, exc
+                )
             else:
                 logger.warning("schema of %s unavailable: %s", endpoint, exc)
         finally:
