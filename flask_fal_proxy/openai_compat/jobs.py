@@ -119,7 +119,12 @@ class QueueRunner:
     ) -> None:
         self.session = session
         self.keys = keys
-        self.relay = Relay(session, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self.relay = Relay(
+            session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            credential_header="Authorization",
+        )
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.generation_timeout = generation_timeout

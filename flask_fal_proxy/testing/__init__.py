@@ -10,6 +10,14 @@ it, so the proxy under test is the one that runs in production.
 """
 
 from .fal import FakeFal, RecordedCall
+from .fal_openapi import OPENAI_MODELS, openapi_document
 from .loopback import LoopbackAdapter, loopback_session
 
-__all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall", "loopback_session"]
+__all__ = [
+    "OPENAI_MODELS",
+    "openapi_document",
+    "FakeFal",
+    "LoopbackAdapter",
+    "RecordedCall",
+    "loopback_session",
+]
