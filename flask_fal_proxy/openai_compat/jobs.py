@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,12 +164,10 @@ class QueueRunner:
             futures = [
                 pool.submit(self.run, endpoint, app, job, deadline, progress) for job in inputs
             ]
-            failures: list[BaseException] = []
-            for future in futures:
-                exc = future.exception()
-                if exc is not None:
-                    progress.abandon.set()
-                    failures.append(exc)
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                progress.abandon.set()
+        failures = [f.exception() for f in futures if f.exception() is not None]
         real = [e for e in failures if not isinstance(e, _Abandoned)]
         if real or failures:
             raise (real or failures)[0]
