@@ -62,7 +62,8 @@ def _split(value: str | Sequence[str] | None) -> list[str]:
     return [item.strip() for item in items if item and item.strip()]
 
 
-def _fal_keys_from_env() -> list[str]:
+def fal_keys_from_env() -> list[str]:
+    """The fal keys the environment names: ``AI_KEYS`` (comma-separated), else ``FAL_KEY``."""
     return _split(os.environ.get("AI_KEYS")) or _split(os.environ.get("FAL_KEY"))
 
 
@@ -290,7 +291,7 @@ def create_openai_blueprint(
         )
     if not clients:
         logger.warning("%s: no access key configured; anyone who can reach it can spend", name)
-    pool = KeyPool(_split(fal_keys) if fal_keys is not None else _fal_keys_from_env())
+    pool = KeyPool(_split(fal_keys) if fal_keys is not None else fal_keys_from_env())
     if not (isinstance(generation_timeout, (int, float)) and 0 < generation_timeout <= 3600):
         raise ValueError("generation_timeout must be between 0 and 3600 seconds")
     outbound = session if session is not None else default_session()

@@ -111,7 +111,9 @@ class FakeFal:
     It also serves fal's per-endpoint OpenAPI documents (``fal.ai``) for the
     endpoints of :mod:`.fal_openapi`, and with ``media_urls=True`` answers
     those endpoints as fal does: ``num_images`` PNGs on ``v3.fal.media``
-    (served here too), or data URIs under ``sync_mode``. Further accepted
+    (served here too), or data URIs under ``sync_mode``; ``inline_images=True``
+    answers every image as a data URI, for offline servers whose clients
+    cannot reach fal.media. Further accepted
     ``keys`` may be given; ``rate_limited_keys`` answer 429, any other key
     401, and a job answers only the key that submitted it. A prompt with
     ``[reject]`` is refused with a 422, ``[fail]`` makes a failed job and
@@ -128,12 +130,14 @@ class FakeFal:
         keys: Iterable[str] = (),
         rate_limited_keys: Iterable[str] = (),
         media_urls: bool = False,
+        inline_images: bool = False,
         document_delay: float = 0.0,
     ) -> None:
         self.key = key
         self.keys = {key, *keys}
         self.rate_limited_keys = set(rate_limited_keys)
         self.media_urls = media_urls
+        self.inline_images = inline_images
         self.document_delay = document_delay
         self.media: dict[str, bytes] = {}
         self.stream_delay = stream_delay
@@ -325,7 +329,7 @@ class FakeFal:
         images = []
         png = fal_openapi.png_image()
         for _ in range(int(payload.get("num_images", 1))):
-            if payload.get("sync_mode"):
+            if payload.get("sync_mode") or self.inline_images:
                 url = "data:image/png;base64," + base64.b64encode(png).decode()
             else:
                 path = f"/files/fake/{uuid.uuid4().hex}.png"
@@ -366,7 +370,8 @@ class FakeFal:
                     return _json({"detail": "Request is still in progress"}, 400)
                 if job.behaviour == "fail":
                     return _json({"detail": "The model crashed: out of GPU memory"}, 500)
-                if self.media_urls and job.endpoint in fal_openapi.ENDPOINTS:
+                catalogued = job.endpoint in fal_openapi.ENDPOINTS
+                if catalogued and (self.media_urls or self.inline_images):
                     return _json(self._openai_result(job.endpoint, job.input))
                 return _json(
                     _result_for(job.endpoint, job.input), **{"x-fal-request-id": request_id}

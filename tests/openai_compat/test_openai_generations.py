@@ -96,9 +96,7 @@ def test_a_model_without_num_images_runs_one_job_per_image(
 
 
 def test_b64_json_uses_sync_mode_when_the_model_has_it(api: openai.OpenAI, fal: FakeFal) -> None:
-    result = api.images.generate(
-        model="flux-dev", prompt="inline", response_format="b64_json", n=2
-    )
+    result = api.images.generate(model="flux-dev", prompt="inline", response_format="b64_json", n=2)
 
     assert [base64.b64decode(d.b64_json)[:8] for d in result.data] == [PNG, PNG]
     assert all(d.url is None for d in result.data)
@@ -109,7 +107,9 @@ def test_b64_json_uses_sync_mode_when_the_model_has_it(api: openai.OpenAI, fal: 
 def test_b64_json_downloads_from_fal_media_when_the_model_cannot_inline(
     api: openai.OpenAI, fal: FakeFal
 ) -> None:
-    result = api.images.generate(model="sdxl-lightning", prompt="fetched", response_format="b64_json")
+    result = api.images.generate(
+        model="sdxl-lightning", prompt="fetched", response_format="b64_json"
+    )
 
     assert base64.b64decode(result.data[0].b64_json)[:8] == PNG
     assert "sync_mode" not in submits(fal)[0].json()
@@ -225,9 +225,7 @@ def test_fal_validation_errors_are_joined_into_a_readable_400(
     assert "[object Object]" not in json.dumps(caught.value.body)
 
 
-def test_a_failed_job_is_a_502_with_fals_message_and_is_not_retried(
-    serve, fal: FakeFal
-) -> None:
+def test_a_failed_job_is_a_502_with_fals_message_and_is_not_retried(serve, fal: FakeFal) -> None:
     api = serve().client(max_retries=2)
     with pytest.raises(openai.InternalServerError) as caught:
         api.images.generate(model="flux-dev", prompt="[fail] please")

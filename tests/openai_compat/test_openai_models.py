@@ -85,9 +85,7 @@ def test_the_blueprint_can_live_under_a_prefix(serve) -> None:
         ({"schemas": {"fal-ai/flux/dev": {"paths": {}}}}, "cannot be read"),
     ],
 )
-def test_bad_settings_are_refused_at_creation(
-    overrides: dict[str, object], message: str
-) -> None:
+def test_bad_settings_are_refused_at_creation(overrides: dict[str, object], message: str) -> None:
     settings: dict[str, object] = {
         "models": {"flux-dev": "fal-ai/flux/dev"},
         "access_keys": ["k"],

@@ -27,7 +27,13 @@ def test_each_kind_of_model_is_recognised_from_its_document() -> None:
     assert flux.size_kind == "image_size_object" and flux.max_width == 14142
     assert flux.max_images == 4 and flux.sync_mode and flux.output_formats == ("jpeg", "png")
     assert inputs_of("fal-ai/fast-lightning-sdxl").size_kind == "image_size_preset"
-    assert inputs_of("fal-ai/imagen4/preview").aspect_ratios == ("1:1", "16:9", "9:16", "3:4", "4:3")
+    assert inputs_of("fal-ai/imagen4/preview").aspect_ratios == (
+        "1:1",
+        "16:9",
+        "9:16",
+        "3:4",
+        "4:3",
+    )
     assert inputs_of("fal-ai/flux-pro/v1.1-ultra").size_kind == "aspect_ratio"
     wh = inputs_of("fal-ai/fake-width-height")
     assert (wh.size_kind, wh.max_width, wh.max_images) == ("width_height", 2048, None)
