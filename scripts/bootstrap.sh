@@ -37,6 +37,7 @@ build_example_bundle() {
 
 install_e2e_tools() { # Node packages of tests/e2e, and Debian's chromium for the browser test
   npm_install tests/e2e
+  npm_install tests/openai_compat/browser
   if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing chromium (apt) for the browser test" >&2
     apt-get update -qq
