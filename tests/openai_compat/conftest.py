@@ -13,7 +13,10 @@ from typing import Any
 import flask
 import openai
 import pytest
-from openai_support import (
+
+from flask_fal_proxy.openai_compat import create_openai_blueprint
+from flask_fal_proxy.testing import FakeFal
+from openai_compat.openai_support import (
     ACCESS_KEY,
     FAL_KEY,
     LIMITED_KEY,
@@ -23,9 +26,6 @@ from openai_support import (
     THIRD_KEY,
     Served,
 )
-
-from flask_fal_proxy.openai_compat import create_openai_blueprint
-from flask_fal_proxy.testing import FakeFal
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,9 @@ from typing import Any
 import flask
 import pytest
 from e2e.harness import CHROMIUM, clean_env, require
-from openai_support import ACCESS_KEY, Served, submits
 
 from flask_fal_proxy.testing import FakeFal
+from openai_compat.openai_support import ACCESS_KEY, Served, submits
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

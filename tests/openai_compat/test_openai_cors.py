@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import flask
 import pytest
-from openai_support import ACCESS_KEY
 
 from flask_fal_proxy.openai_compat import create_openai_blueprint
+from openai_compat.openai_support import ACCESS_KEY
 
 PAGE = "https://app.example"
 SDK_HEADERS = "authorization,content-type,x-stainless-arch,x-stainless-retry-count,x-stainless-os"

@@ -7,10 +7,10 @@ import base64
 import openai
 import pytest
 import requests
-from openai_support import ACCESS_KEY, submits
 
 from flask_fal_proxy.testing import FakeFal
 from flask_fal_proxy.testing.fal_openapi import png_image
+from openai_compat.openai_support import ACCESS_KEY, submits
 
 PNG = png_image(4, 4)
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60

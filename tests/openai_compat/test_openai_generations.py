@@ -8,9 +8,9 @@ import json
 import openai
 import pytest
 import requests
-from openai_support import ACCESS_KEY, submits
 
 from flask_fal_proxy.testing import FakeFal
+from openai_compat.openai_support import ACCESS_KEY, submits
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,10 @@ import logging
 
 import openai
 import pytest
-from openai_support import (
+
+from flask_fal_proxy.openai_compat.keys import fingerprint
+from flask_fal_proxy.testing import FakeFal
+from openai_compat.openai_support import (
     FAL_KEY,
     LIMITED_KEY,
     REVOKED_KEY,
@@ -15,9 +18,6 @@ from openai_support import (
     key_of,
     submits,
 )
-
-from flask_fal_proxy.openai_compat.keys import fingerprint
-from flask_fal_proxy.testing import FakeFal
 
 
 def _job_of(call) -> str | None:

@@ -8,10 +8,10 @@ import flask
 import openai
 import pytest
 import requests
-from openai_support import ACCESS_KEY, FAL_KEY, MODELS, submits
 
 from flask_fal_proxy.openai_compat import create_openai_blueprint
 from flask_fal_proxy.testing import FakeFal, openapi_document
+from openai_compat.openai_support import ACCESS_KEY, FAL_KEY, MODELS, submits
 
 
 def test_models_are_listed_and_retrieved_like_openais(api: openai.OpenAI) -> None:
