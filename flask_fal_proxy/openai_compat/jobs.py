@@ -48,6 +48,11 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
 _RETRY_AFTER = re.compile(r"[0-9]{1,6}")
 DEFAULT_RETRY_AFTER = "10"
+# The first status poll, doubling up to the last: a job that is done in a
+# second is seen within a few tens of milliseconds, a long one costs one poll
+# a second.
+FIRST_POLL = 0.05
+MAX_POLL = 1.0
 _TRANSIENT_POLL_FAILURES = 3
 
 
@@ -114,8 +119,8 @@ class QueueRunner:
         generation_timeout: float = 300.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
-        first_poll: float = 0.05,
-        max_poll: float = 1.0,
+        first_poll: float | None = None,
+        max_poll: float | None = None,
     ) -> None:
         self.session = session
         self.keys = keys
@@ -128,8 +133,8 @@ class QueueRunner:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.generation_timeout = generation_timeout
-        self.first_poll = first_poll
-        self.max_poll = max_poll
+        self.first_poll = FIRST_POLL if first_poll is None else first_poll
+        self.max_poll = MAX_POLL if max_poll is None else max_poll
 
     # --- one call -----------------------------------------------------------
     def _call(

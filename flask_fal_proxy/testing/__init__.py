@@ -15,9 +15,9 @@ from .loopback import LoopbackAdapter, loopback_session
 
 __all__ = [
     "OPENAI_MODELS",
-    "openapi_document",
     "FakeFal",
     "LoopbackAdapter",
     "RecordedCall",
     "loopback_session",
+    "openapi_document",
 ]

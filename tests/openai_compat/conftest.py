@@ -14,7 +14,7 @@ import flask
 import openai
 import pytest
 
-from flask_fal_proxy.openai_compat import create_openai_blueprint
+from flask_fal_proxy.openai_compat import create_openai_blueprint, jobs
 from flask_fal_proxy.testing import FakeFal
 from openai_compat.openai_support import (
     ACCESS_KEY,
@@ -45,6 +45,12 @@ def fal(fal_fake: FakeFal) -> FakeFal:
     fal_fake.calls.clear()
     fal_fake.document_delay = 0.0
     return fal_fake
+
+
+@pytest.fixture(autouse=True)
+def _quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake finishes a job on its third status poll; no need to wait 50 ms for each."""
+    monkeypatch.setattr(jobs, "FIRST_POLL", 0.005)
 
 
 @pytest.fixture(autouse=True)

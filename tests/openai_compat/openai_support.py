@@ -27,7 +27,9 @@ class Served:
     def __init__(self, app: flask.Flask) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def client(self, api_key: str = ACCESS_KEY, max_retries: int = 0) -> openai.OpenAI:
