@@ -67,7 +67,9 @@ def fal_keys_from_env() -> list[str]:
     return _split(os.environ.get("AI_KEYS")) or _split(os.environ.get("FAL_KEY"))
 
 
-class _Facade:
+class _ImagesAPI:
+    """The views, sharing the model table, the access keys, the schema cache and the runner."""
+
     def __init__(
         self,
         models: dict[str, Model],
@@ -106,19 +108,24 @@ class _Facade:
     # --- views ----------------------------------------------------------------
     def generations(self) -> flask.Response:
         request = flask.request
+        # 1. The access key: nothing of a stranger's request is read.
         self.authenticate(request)
+        # 2. The body: its type, then at most MAX_JSON_BYTES of strict JSON.
         if not validation.is_json_media_type(request.headers.get("Content-Type", "")):
             raise errors.unsupported_media_type("application/json")
         body = validation.read_json_body(request, MAX_JSON_BYTES)
         fields = json.loads(body) if body else None
         if not isinstance(fields, dict):
             raise errors.invalid_request("The request body must be a JSON object.")
+        # 3. The model, then its schema (fetched from fal on first use).
         model = self.model(fields.get("model"))
         inputs = self.schemas.inputs(model)
+        # 4. The fields against that schema; only then does anything reach fal's queue.
         return self.generate(model, plan_jobs(fields, inputs))
 
     def edits(self) -> flask.Response:
         request = flask.request
+        # The order of generations(); the form is parsed only once its size is known.
         self.authenticate(request)
         if request.mimetype != "multipart/form-data":
             raise errors.unsupported_media_type("multipart/form-data")
@@ -306,7 +313,7 @@ def create_openai_blueprint(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
-    facade = _Facade(table, clients, cache, runner)
+    facade = _ImagesAPI(table, clients, cache, runner)
 
     blueprint = flask.Blueprint(name, __name__, url_prefix=url_prefix or None)
     blueprint.add_url_rule(
