@@ -130,7 +130,7 @@ class _ImagesAPI:
         if request.mimetype != "multipart/form-data":
             raise errors.unsupported_media_type("multipart/form-data")
         if request.content_length is None:
-            raise errors.OpenAIError(411, "A Content-Length is required.", code="length_required")
+            raise errors.length_required()
         if request.content_length > MAX_FORM_BYTES:
             raise errors.body_too_large(MAX_FORM_BYTES)
         form = request.form
@@ -226,12 +226,7 @@ def _as_openai_error(exc: Exception) -> errors.OpenAIError:
     if isinstance(exc, ProxyError):
         return errors.from_proxy_error(exc)
     logger.error("unexpected %s while generating; answered 500", type(exc).__name__)
-    return errors.OpenAIError(
-        500,
-        "The server failed to handle this request.",
-        type=errors.SERVER_ERROR,
-        code="internal_error",
-    )
+    return errors.internal_error()
 
 
 def _refused(error: errors.OpenAIError) -> flask.Response:

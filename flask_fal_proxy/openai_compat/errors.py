@@ -98,6 +98,10 @@ def unsupported_media_type(expected: str) -> OpenAIError:
     return OpenAIError(415, f"The request body must be {expected}.", code="unsupported_media_type")
 
 
+def length_required() -> OpenAIError:
+    return OpenAIError(411, "A Content-Length is required.", code="length_required")
+
+
 def body_too_large(limit: int) -> OpenAIError:
     return OpenAIError(413, f"The request body exceeds {limit} bytes.", code="payload_too_large")
 
@@ -117,6 +121,15 @@ def model_cannot_edit(model: str) -> OpenAIError:
         f"The model '{model}' is not an image-editing model (its input has no image_url).",
         param="model",
         code="model_not_supported",
+    )
+
+
+def internal_error() -> OpenAIError:
+    return OpenAIError(
+        500,
+        "The server failed to handle this request.",
+        type=SERVER_ERROR,
+        code="internal_error",
     )
 
 
