@@ -366,7 +366,7 @@ class FakeFal:
                 job.cancelled = True
                 return _json({"status": "CANCELLATION_REQUESTED"}, 202)
             if action == "" and request.method == "GET":
-                if job.polls < 2 and not job.cancelled or job.behaviour == "hang":
+                if (job.polls < 2 and not job.cancelled) or job.behaviour == "hang":
                     return _json({"detail": "Request is still in progress"}, 400)
                 if job.behaviour == "fail":
                     return _json({"detail": "The model crashed: out of GPU memory"}, 500)

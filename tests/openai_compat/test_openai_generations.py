@@ -273,3 +273,15 @@ def test_the_sdk_does_retry_a_failure_before_any_submit(serve, fal: FakeFal) -> 
     assert caught.value.code == "fal_keys_refused"
     assert "x-should-retry" not in caught.value.response.headers
     assert len(submits(fal)) == 2
+
+
+def test_an_oversized_body_is_a_413_before_fal_is_asked(served, fal: FakeFal) -> None:
+    answer = requests.post(
+        f"{served.url}/v1/images/generations",
+        json={"model": "flux-dev", "prompt": "x" * (1024 * 1024)},
+        headers={"Authorization": f"Bearer {ACCESS_KEY}"},
+        timeout=10,
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+    assert fal.calls == []
