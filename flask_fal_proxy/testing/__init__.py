@@ -12,7 +12,16 @@ it, so the proxy under test is the one that runs in production.
 from .anthropic import FakeAnthropic
 from .elevenlabs import FakeElevenLabs
 from .fal import FakeFal, RecordedCall
+from .fal_openapi import OPENAI_MODELS, openapi_document
 from .loopback import LoopbackAdapter, loopback_session
 
-__all__ = ["FakeFal", "LoopbackAdapter", "RecordedCall", "loopback_session"]
-__all__ += ["FakeAnthropic", "FakeElevenLabs"]
+__all__ = [
+    "OPENAI_MODELS",
+    "FakeAnthropic",
+    "FakeElevenLabs",
+    "FakeFal",
+    "LoopbackAdapter",
+    "RecordedCall",
+    "loopback_session",
+    "openapi_document",
+]

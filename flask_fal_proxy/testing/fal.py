@@ -21,7 +21,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from . import fal_openapi
 from .loopback import loopback_session
 
 __all__ = ["FakeFal", "RecordedCall"]
@@ -54,6 +55,9 @@ class _Job:
     input: Any
     polls: int = 0
     cancelled: bool = False
+    key: str = ""
+    # "hang" never completes until cancelled; "fail" completes with an error.
+    behaviour: str = ""
     logs: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -103,6 +107,17 @@ class FakeFal:
     ``num_images`` is outside 1..4, answer 422 with fal's ``detail`` shape;
     ``server-error`` answers 500. Queue jobs move from
     IN_QUEUE to IN_PROGRESS to COMPLETED over successive status polls.
+
+    It also serves fal's per-endpoint OpenAPI documents (``fal.ai``) for the
+    endpoints of :mod:`.fal_openapi`, and with ``media_urls=True`` answers
+    those endpoints as fal does: ``num_images`` PNGs on ``v3.fal.media``
+    (served here too), or data URIs under ``sync_mode``; ``inline_images=True``
+    answers every image as a data URI, for offline servers whose clients
+    cannot reach fal.media. Further accepted
+    ``keys`` may be given; ``rate_limited_keys`` answer 429, any other key
+    401, and a job answers only the key that submitted it. A prompt with
+    ``[reject]`` is refused with a 422, ``[fail]`` makes a failed job and
+    ``[hang]`` one that runs until cancelled.
     """
 
     def __init__(
@@ -112,8 +127,19 @@ class FakeFal:
         host: str = "127.0.0.1",
         port: int = 0,
         stream_delay: float = 0.05,
+        keys: Iterable[str] = (),
+        rate_limited_keys: Iterable[str] = (),
+        media_urls: bool = False,
+        inline_images: bool = False,
+        document_delay: float = 0.0,
     ) -> None:
         self.key = key
+        self.keys = {key, *keys}
+        self.rate_limited_keys = set(rate_limited_keys)
+        self.media_urls = media_urls
+        self.inline_images = inline_images
+        self.document_delay = document_delay
+        self.media: dict[str, bytes] = {}
         self.stream_delay = stream_delay
         self.calls: list[RecordedCall] = []
         self.uploads: dict[str, bytes] = {}
@@ -172,7 +198,15 @@ class FakeFal:
                     body,
                 )
             )
-        if request.headers.get("Authorization") != f"Key {self.key}":
+        if host == "fal.ai" and request.path == "/api/openapi/queue/openapi.json":
+            return self._document(request.args.get("endpoint_id", ""))
+        if host == "fal.media" or host.endswith(".fal.media"):
+            return self._media(request)
+        authorization = request.headers.get("Authorization", "")
+        key = authorization[4:] if authorization.startswith("Key ") else ""
+        if key in self.rate_limited_keys:
+            return _json({"detail": "Rate limit exceeded"}, 429, **{"Retry-After": "7"})
+        if key not in self.keys:
             return _json({"detail": "Invalid or missing fal key"}, 401)
         payload: Any = None
         if body:
@@ -182,7 +216,7 @@ class FakeFal:
                 return _json({"detail": "Body is not JSON"}, 400)
         path = request.path.strip("/")
         if host == "queue.fal.run":
-            return self._queue(request, path, payload)
+            return self._queue(request, path, payload, key)
         if host == "fal.run":
             return self._run(request, path, payload)
         if host == "rest.fal.ai" and path.startswith("storage/upload/"):
@@ -241,14 +275,83 @@ class FakeFal:
             )
         return _json(_result_for(endpoint, payload), **{"x-fal-request-id": str(uuid.uuid4())})
 
-    def _queue(self, request: Request, path: str, payload: Any) -> Response:
+    def _document(self, endpoint: str) -> Response:
+        time.sleep(self.document_delay)
+        document = fal_openapi.openapi_document(endpoint)
+        if document is None:
+            return _json({"detail": f"Endpoint {endpoint} not found"}, 404)
+        return _json(document)
+
+    def _media(self, request: Request) -> Response:
+        data = self.media.get(request.path)
+        if request.method != "GET" or data is None:
+            return _json({"detail": "Not found"}, 404)
+        return Response(data, mimetype="image/png")
+
+    def _catalogued_error(self, endpoint: str, payload: Any) -> Response | None:
+        prompt = str(payload.get("prompt", "")) if isinstance(payload, dict) else ""
+        most = fal_openapi.max_images(endpoint) or 1
+        count = payload.get("num_images", 1) if isinstance(payload, dict) else 1
+        detail = []
+        if "[reject]" in prompt:
+            detail.append(
+                {
+                    "loc": ["body", "prompt"],
+                    "msg": "contains a word this model refuses",
+                    "type": "value_error",
+                }
+            )
+            detail.append(
+                {
+                    "loc": ["body", "seed"],
+                    "msg": "Input should be a valid integer",
+                    "type": "int_parsing",
+                }
+            )
+        if not isinstance(count, int) or not 1 <= count <= most:
+            detail.append(
+                {
+                    "loc": ["body", "num_images"],
+                    "msg": f"Input should be less than or equal to {most}",
+                    "type": "less_than_equal",
+                    "ctx": {"le": most},
+                }
+            )
+        return _json({"detail": detail}, 422) if detail else None
+
+    def _openai_result(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        size = payload.get("image_size")
+        width, height = 1024, 768
+        if isinstance(size, dict):
+            width, height = size.get("width", width), size.get("height", height)
+        elif "width" in payload:
+            width, height = payload["width"], payload.get("height", height)
+        images = []
+        png = fal_openapi.png_image()
+        for _ in range(int(payload.get("num_images", 1))):
+            if payload.get("sync_mode") or self.inline_images:
+                url = "data:image/png;base64," + base64.b64encode(png).decode()
+            else:
+                path = f"/files/fake/{uuid.uuid4().hex}.png"
+                with self._lock:
+                    self.media[path] = png
+                url = f"https://v3.fal.media{path}"
+            images.append(
+                {"url": url, "width": width, "height": height, "content_type": "image/png"}
+            )
+        prompt = str(payload.get("prompt", ""))
+        if payload.get("enhance_prompt"):
+            prompt += ", richly detailed"
+        return {"images": images, "seed": 42, "prompt": prompt, "has_nsfw_concepts": [False]}
+
+    def _queue(self, request: Request, path: str, payload: Any, key: str = "") -> Response:
         parts = path.split("/")
         if "requests" in parts:
             at = parts.index("requests")
             app_id = "/".join(parts[:at])
             rest = parts[at + 1 :]
             job = self._jobs.get(rest[0]) if rest else None
-            if job is None or job.app_id != app_id:
+            if job is None or job.app_id != app_id or (job.key and job.key != key):
                 return _json({"detail": "Request not found"}, 404)
             request_id, action = rest[0], "/".join(rest[1:])
             base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
@@ -263,21 +366,33 @@ class FakeFal:
                 job.cancelled = True
                 return _json({"status": "CANCELLATION_REQUESTED"}, 202)
             if action == "" and request.method == "GET":
-                if job.polls < 2 and not job.cancelled:
+                if (job.polls < 2 and not job.cancelled) or job.behaviour == "hang":
                     return _json({"detail": "Request is still in progress"}, 400)
+                if job.behaviour == "fail":
+                    return _json({"detail": "The model crashed: out of GPU memory"}, 500)
+                catalogued = job.endpoint in fal_openapi.ENDPOINTS
+                if catalogued and (self.media_urls or self.inline_images):
+                    return _json(self._openai_result(job.endpoint, job.input))
                 return _json(
                     _result_for(job.endpoint, job.input), **{"x-fal-request-id": request_id}
                 )
             return _json({"detail": "Not found"}, 404)
         if request.method != "POST":
             return _json({"detail": "Method not allowed"}, 405)
-        error = self._error_for(path, payload)
+        if path in fal_openapi.ENDPOINTS:
+            error = self._catalogued_error(path, payload)
+        else:
+            error = self._error_for(path, payload)
         if error is not None:
             return error
         request_id = str(uuid.uuid4())
         app_id = "/".join(parts[:2])
+        prompt = str(payload.get("prompt", "")) if isinstance(payload, dict) else ""
+        behaviour = "hang" if "[hang]" in prompt else "fail" if "[fail]" in prompt else ""
         with self._lock:
-            self._jobs[request_id] = _Job(endpoint=path, app_id=app_id, input=payload)
+            self._jobs[request_id] = _Job(
+                endpoint=path, app_id=app_id, input=payload, key=key, behaviour=behaviour
+            )
         base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
         return _json(
             {
@@ -292,6 +407,8 @@ class FakeFal:
 
     def _status(self, job: _Job, base: str, logs: bool) -> dict[str, Any]:
         job.polls += 1
+        if job.behaviour == "hang" and not job.cancelled:
+            return {"status": "IN_PROGRESS", "response_url": base}
         if job.polls == 1 and not job.cancelled:
             return {"status": "IN_QUEUE", "queue_position": 0, "response_url": base}
         if job.polls == 2 and not job.cancelled:
@@ -311,6 +428,9 @@ class FakeFal:
                 "response_url": base,
                 "metrics": {"inference_time": 0.1},
             }
+            if job.behaviour == "fail":
+                status["error"] = "The model crashed: out of GPU memory"
+                status["error_type"] = "runner_error"
         if logs:
             status["logs"] = list(job.logs)
         return status

@@ -1,0 +1,337 @@
+"""Runs a generation through fal's queue: submit, poll, fetch, cancel.
+
+The queue, not ``fal.run``, because an image can take longer than any HTTP
+connection should be held open to fal, and because a queued job can be
+cancelled: a job still running at the deadline is cancelled, so fal stops
+working (and billing) for an answer nobody will receive. The status,
+result and cancel calls of a job use the key that submitted it, since a job
+belongs to the account that started it.
+
+fal answers a submit with the URLs of the job; they are followed only if
+they are on ``queue.fal.run`` under the submitted app and carry the request
+id fal gave, otherwise the URLs are built from the request id as fal's
+client does. Every call is prepared by the package's ``Relay`` (nothing from
+the session or the environment is merged into a keyed call), with an explicit
+timeout that never runs past the job's deadline and no redirects.
+
+Polling waits on an ``Event`` that the other jobs of the same request set
+when one of them fails, so the rest are cancelled at once instead of being
+paid for; under gevent the wait is a cooperative sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ..errors import ProxyError
+from ..relay import Relay
+from ..validation import parse_target_url
+from . import errors
+from .keys import KeyPool, fingerprint
+
+__all__ = ["Progress", "QueueRunner", "fal_message"]
+
+logger = logging.getLogger("flask_fal_proxy.openai_compat")
+
+QUEUE = "https://queue.fal.run/"
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+_RETRY_AFTER = re.compile(r"[0-9]{1,6}")
+DEFAULT_RETRY_AFTER = "10"
+# The first status poll, doubling up to the last: a job that is done in a
+# second is seen within a few tens of milliseconds, a long one costs one poll
+# a second.
+FIRST_POLL = 0.05
+MAX_POLL = 1.0
+_TRANSIENT_POLL_FAILURES = 3
+
+
+@dataclass
+class Progress:
+    """What the jobs of one request share: whether any was submitted, and when to give up."""
+
+    submitted: bool = False
+    abandon: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _Job:
+    key: str
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+
+
+class _Abandoned(Exception):
+    """Another job of the same request failed; this one was cancelled."""
+
+
+def _canonical(url: str) -> bool:
+    try:
+        parse_target_url(url)
+    except ProxyError:
+        return False
+    return True
+
+
+def fal_message(body: Any, fallback: str = "no details") -> str:
+    """fal's error body as one readable line: ``"prompt: field required"``."""
+    detail = (
+        body.get("detail", body.get("message", body.get("error")))
+        if isinstance(body, dict)
+        else None
+    )
+    if isinstance(detail, str) and detail.strip():
+        return detail.strip()[:1000]
+    if isinstance(detail, list):
+        parts = []
+        for item in detail[:20]:
+            if not isinstance(item, dict):
+                parts.append(str(item))
+                continue
+            loc = [str(p) for p in item.get("loc", ()) or () if p != "body"]
+            msg = str(item.get("msg", "invalid value"))
+            parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
+        if parts:
+            return "; ".join(parts)[:1000]
+    return fallback
+
+
+class QueueRunner:
+    """Submits jobs with key failover and follows them to a result or a cancel."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        keys: KeyPool,
+        *,
+        generation_timeout: float = 300.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        first_poll: float | None = None,
+        max_poll: float | None = None,
+    ) -> None:
+        self.session = session
+        self.keys = keys
+        self.relay = Relay(
+            session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            credential_header="Authorization",
+        )
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.generation_timeout = generation_timeout
+        self.first_poll = FIRST_POLL if first_poll is None else first_poll
+        self.max_poll = MAX_POLL if max_poll is None else max_poll
+
+    # --- one call -----------------------------------------------------------
+    def _call(
+        self, method: str, url: str, key: str, body: bytes | None, budget: float
+    ) -> tuple[int, requests.structures.CaseInsensitiveDict[str], Any]:
+        headers = {"Authorization": f"Key {key}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        prepared = self.relay.prepare(method, url, headers, body)
+        timeout = (self.connect_timeout, max(0.05, min(self.read_timeout, budget)))
+        with self.session.send(
+            prepared, stream=True, timeout=timeout, allow_redirects=False
+        ) as response:
+            raw = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
+            if len(raw) > MAX_RESULT_BYTES:
+                raise errors.fal_error(response.status_code, "the answer is too large")
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = None
+            return response.status_code, response.headers, parsed
+
+    # --- a whole request -----------------------------------------------------
+    def run_all(
+        self, endpoint: str, app: str, inputs: Sequence[dict[str, Any]], progress: Progress
+    ) -> list[dict[str, Any]]:
+        """Each input's result, in order; the first failure cancels the other jobs."""
+        deadline = time.monotonic() + self.generation_timeout
+        if len(inputs) == 1:
+            return [self.run(endpoint, app, inputs[0], deadline, progress)]
+        with ThreadPoolExecutor(max_workers=len(inputs), thread_name_prefix="fal-job") as pool:
+            futures = [
+                pool.submit(self.run, endpoint, app, job, deadline, progress) for job in inputs
+            ]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                progress.abandon.set()
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in failures if not isinstance(e, _Abandoned)]
+        if real or failures:
+            raise (real or failures)[0]
+        return [f.result() for f in futures]
+
+    def run(
+        self,
+        endpoint: str,
+        app: str,
+        payload: dict[str, Any],
+        deadline: float,
+        progress: Progress,
+    ) -> dict[str, Any]:
+        job = self._submit(endpoint, app, json.dumps(payload).encode(), deadline, progress)
+        self._await(job, deadline, progress)
+        return self._result(job, deadline)
+
+    # --- submit --------------------------------------------------------------
+    def _submit(
+        self, endpoint: str, app: str, body: bytes, deadline: float, progress: Progress
+    ) -> _Job:
+        rate_limited, retry_after = False, DEFAULT_RETRY_AFTER
+        for key in self.keys.for_job():
+            if progress.abandon.is_set():
+                raise _Abandoned()
+            try:
+                status, headers, answer = self._call(
+                    "POST", QUEUE + endpoint, key, body, deadline - time.monotonic()
+                )
+            except (requests.ConnectionError, requests.ConnectTimeout) as exc:
+                # Nothing reached fal: safe for the client to retry.
+                logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
+                raise errors.fal_unreachable() from None
+            except requests.RequestException:
+                raise self._ambiguous(progress, errors.fal_timeout()) from None
+            if status in (401, 403):
+                self.keys.bench(key, status)
+                continue
+            if status == 429:
+                rate_limited = True
+                value = (headers.get("Retry-After") or "").strip()
+                retry_after = value if _RETRY_AFTER.fullmatch(value) else retry_after
+                logger.info("fal rate-limited key %s; trying the next one", fingerprint(key))
+                continue
+            if status == 422:
+                raise errors.fal_rejected_input(fal_message(answer, "the input was rejected"))
+            if 400 <= status < 500:
+                raise errors.invalid_request(f"fal refused the request: {fal_message(answer)}")
+            if not 200 <= status < 300:
+                raise self._ambiguous(progress, errors.fal_error(status, fal_message(answer)))
+            job = self._job(app, key, answer)
+            if job is None:
+                error = errors.fal_error(status, "the submit's answer has no request id")
+                raise self._ambiguous(progress, error)
+            progress.submitted = True
+            logger.info(
+                "submitted %s as %s with key %s", endpoint, job.request_id, fingerprint(key)
+            )
+            return job
+        if rate_limited:
+            raise errors.fal_rate_limited(retry_after)
+        raise errors.fal_keys_refused()
+
+    def _ambiguous(self, progress: Progress, error: errors.OpenAIError) -> errors.OpenAIError:
+        # fal may have queued the job before failing to say so: treat it as paid for.
+        progress.submitted = True
+        logger.warning("fal submit failed: %s", error.message)
+        return error
+
+    def _job(self, app: str, key: str, answer: Any) -> _Job | None:
+        if not isinstance(answer, dict):
+            return None
+        request_id = answer.get("request_id")
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            return None
+        base = f"{QUEUE}{app}/requests/{request_id}"
+
+        def vetted(name: str, built: str) -> str:
+            url = answer.get(name)
+            suffix = built[len(base) :]
+            if (
+                isinstance(url, str)
+                and url.startswith(f"{QUEUE}{app}/")
+                and url.endswith(f"/requests/{request_id}{suffix}")
+                and _canonical(url)
+            ):
+                return url
+            # Another app, another host or another job: use the URL fal's client would build.
+            return built
+
+        return _Job(
+            key=key,
+            request_id=request_id,
+            status_url=vetted("status_url", f"{base}/status"),
+            response_url=vetted("response_url", base),
+            cancel_url=vetted("cancel_url", f"{base}/cancel"),
+        )
+
+    # --- follow --------------------------------------------------------------
+    def _await(self, job: _Job, deadline: float, progress: Progress) -> None:
+        delay, failures = self.first_poll, 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.cancel(job)
+                raise errors.generation_timeout(self.generation_timeout)
+            if progress.abandon.wait(min(delay, remaining)):
+                self.cancel(job)
+                raise _Abandoned()
+            delay = min(delay * 2, self.max_poll)
+            if time.monotonic() >= deadline:
+                continue
+            try:
+                status, _, answer = self._call(
+                    "GET", job.status_url, job.key, None, deadline - time.monotonic()
+                )
+            except requests.RequestException as exc:
+                failures += 1
+                logger.warning("fal status poll failed (%s)", type(exc).__name__)
+                if failures >= _TRANSIENT_POLL_FAILURES:
+                    self.cancel(job)
+                    raise errors.fal_unreachable() from None
+                continue
+            if status >= 500 or status == 429:
+                failures += 1
+                if failures >= _TRANSIENT_POLL_FAILURES:
+                    self.cancel(job)
+                    raise errors.fal_error(status, fal_message(answer))
+                continue
+            if not 200 <= status < 300:
+                self.cancel(job)
+                raise errors.fal_error(status, fal_message(answer))
+            failures = 0
+            state = answer.get("status") if isinstance(answer, dict) else None
+            if state == "COMPLETED":
+                return
+            if state in ("FAILED", "ERROR", "CANCELLED"):
+                raise errors.generation_failed(
+                    fal_message({"detail": answer.get("error")}, state.lower())
+                )
+
+    def _result(self, job: _Job, deadline: float) -> dict[str, Any]:
+        try:
+            status, _, answer = self._call(
+                "GET", job.response_url, job.key, None, max(1.0, deadline - time.monotonic())
+            )
+        except requests.RequestException as exc:
+            logger.warning("fal result fetch failed (%s)", type(exc).__name__)
+            raise errors.fal_unreachable() from None
+        if 200 <= status < 300 and isinstance(answer, dict):
+            return answer
+        if status == 422:
+            raise errors.fal_rejected_input(fal_message(answer, "the input was rejected"))
+        raise errors.generation_failed(fal_message(answer, f"fal answered {status}"))
+
+    def cancel(self, job: _Job) -> None:
+        """Ask fal to stop the job; best effort, since the answer changes nothing here."""
+        try:
+            status, _, _ = self._call("PUT", job.cancel_url, job.key, None, 5.0)
+            logger.info("cancelled fal job %s (%d)", job.request_id, status)
+        except requests.RequestException as exc:
+            logger.warning("could not cancel fal job %s (%s)", job.request_id, type(exc).__name__)
