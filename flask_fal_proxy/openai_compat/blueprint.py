@@ -321,7 +321,8 @@ def create_openai_blueprint(
     )
     blueprint.add_url_rule("/health", "health", lambda: flask.jsonify({"status": "ok"}))
     blueprint.register_error_handler(errors.OpenAIError, _refused)
-    install_safety_net(blueprint, respond=lambda e: _refused(errors.from_proxy_error(e)))
+    # The safety net logs what it catches; it only needs OpenAI's shape here.
+    install_safety_net(blueprint, respond=lambda e: errors.from_proxy_error(e).to_response())
     origins = _split(cors_origins)
     if origins:
         _install_cors(blueprint, origins)
