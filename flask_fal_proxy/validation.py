@@ -15,10 +15,11 @@ check here.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .policy import is_fal_host
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "Target",
     "check_json",
+    "load_json",
     "parse_target_url",
     "path_problem",
     "query_problem",
@@ -254,3 +256,33 @@ def check_json(body: bytes) -> None:
         ) from None
     except RecursionError:
         raise errors.invalid_json(f"it is nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+# Values a face reads for itself (the OpenAI facade) are converted, unlike
+# the bodies that are only relayed: bound what conversion may cost or produce.
+MAX_INTEGER_DIGITS = 1000
+
+
+def _read_int(text: str) -> int:
+    if len(text) > MAX_INTEGER_DIGITS:
+        raise errors.number_out_of_range(f"an integer has more than {MAX_INTEGER_DIGITS} digits")
+    return int(text)
+
+
+def _read_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise errors.number_out_of_range(f"{text[:20]} does not fit a double")
+    return value
+
+
+def load_json(body: bytes) -> Any:
+    """``body`` checked as by :func:`check_json`, then parsed into Python values.
+
+    Integers longer than ``MAX_INTEGER_DIGITS`` and numbers beyond a double's
+    range are valid JSON but cannot be read faithfully (Python refuses
+    integers over 4,300 digits, and ``1e400`` would become ``inf``, which no
+    JSON encoder may send on): they are a 400 ``number_out_of_range``.
+    """
+    check_json(body)
+    return json.loads(body, parse_int=_read_int, parse_float=_read_float)

@@ -15,7 +15,7 @@ from conftest import PROXY, TEST_KEY, target
 
 from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.errors import ProxyError
-from flask_fal_proxy.validation import MAX_JSON_DEPTH, check_json
+from flask_fal_proxy.validation import MAX_JSON_DEPTH, check_json, load_json
 
 RUN = target("https://fal.run/fal-ai/flux/dev")
 JSON = {**RUN, "Content-Type": "application/json"}
@@ -157,3 +157,25 @@ def test_werkzeug_refusals_inside_the_view_keep_their_status_as_json(fake, monke
         "code": "request_entity_too_large",
         "message": "Request Entity Too Large.",
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"n": 1' + b"0" * 1000 + b"}", "an integer has more than 1000 digits"),
+        (b'{"g": 1e400}', "1e400 does not fit a double"),
+        (b'{"g": -1e400}', "-1e400 does not fit a double"),
+    ],
+)
+def test_values_a_face_reads_must_fit_python(body, reason):
+    check_json(body)  # valid JSON, only unreadable as Python numbers
+    with pytest.raises(ProxyError) as info:
+        load_json(body)
+    assert info.value.status == 400 and info.value.code == "number_out_of_range"
+    assert info.value.message.endswith(f": {reason}.")
+
+
+def test_load_json_reads_ordinary_values():
+    assert load_json(b'{"n": 3, "g": 7.5, "s": "\\u00e9"}') == {"n": 3, "g": 7.5, "s": "\u00e9"}
+    with pytest.raises(ProxyError, match="NaN is not a JSON value"):
+        load_json(b"[NaN]")

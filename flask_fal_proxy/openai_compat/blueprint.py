@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import logging
 import os
 import re
@@ -113,8 +112,8 @@ class _ImagesAPI:
         # 2. The body: its type, then at most MAX_JSON_BYTES of strict JSON.
         if not validation.is_json_media_type(request.headers.get("Content-Type", "")):
             raise errors.unsupported_media_type("application/json")
-        body = validation.read_json_body(request, MAX_JSON_BYTES)
-        fields = json.loads(body) if body else None
+        body = validation.read_body(request, MAX_JSON_BYTES)
+        fields = validation.load_json(body) if body else None
         if not isinstance(fields, dict):
             raise errors.invalid_request("The request body must be a JSON object.")
         # 3. The model, then its schema (fetched from fal on first use).

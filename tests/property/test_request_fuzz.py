@@ -10,6 +10,7 @@ autouse fixture in tests/conftest.py, in any log line).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,12 +19,13 @@ import pytest
 from conftest import TEST_KEY
 from hypothesis import event, given
 from hypothesis import strategies as st
-from requestfuzz import SPOILED, VALID, Answer, Drawn, requests_for, run
+from requestfuzz import SPOILED, VALID, Answer, Body, Drawn, requests_for, run
 from wire import WireRecorder, budget
 
 from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.openai_compat import create_openai_blueprint, jobs
 from flask_fal_proxy.providers import create_provider_blueprint
-from flask_fal_proxy.testing import loopback_session
+from flask_fal_proxy.testing import FakeFal, loopback_session, openapi_document
 
 CLIENT_CREDENTIALS = ("cookie", "proxy-authorization")
 
@@ -178,3 +180,97 @@ def test_every_generated_request_is_answered_as_documented(apps, upstream, route
         assert sent.body == drawn.received
         if drawn.received and route.uploads and _media_type(drawn) != "application/json":
             assert _media_type(drawn) in route.uploads
+
+
+# The OpenAI facade translates instead of relaying: its oracle is the shape of
+# its answers and whether anything was submitted to fal's queue.
+ACCESS = "fuzz-access-5ecret"
+OPENAI_STATUSES = frozenset({200, 400, 401, 404, 405, 413, 415, 429, 502, 504})
+openai_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt": st.one_of(st.text(max_size=30), st.sampled_from(["a cat", "[fail] x"])),
+        "model": st.sampled_from(["flux-dev", "nope", "", None, 3]),
+        "n": st.one_of(st.integers(-2, 12), st.sampled_from([1.5, "2", None, 10**40])),
+        "size": st.one_of(
+            st.sampled_from(["1024x1024", "1792x1024", "auto", "0x0", "99999x2", "x", "12"]),
+            st.text(max_size=10),
+        ),
+        "response_format": st.sampled_from(["url", "b64_json", "svg", None]),
+        "output_format": st.sampled_from(["png", "jpeg", "tiff"]),
+        "quality": st.sampled_from(["hd", "standard"]),
+        "guidance_scale": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.text()),
+        "unknown_key": st.integers(),
+    },
+)
+
+
+@st.composite
+def openai_bodies(draw: st.DrawFn) -> Body:
+    fields = draw(openai_fields)
+    return Body(json.dumps(fields).encode(), VALID, "openai fields")
+
+
+@pytest.fixture(scope="module")
+def openai_app() -> Iterator[tuple[flask.Flask, FakeFal]]:
+    with FakeFal(key=TEST_KEY, media_urls=True, stream_delay=0.0) as fake:
+        first_poll, jobs.FIRST_POLL = jobs.FIRST_POLL, 0.002
+        app = flask.Flask("fuzzed-openai")
+        app.register_blueprint(
+            create_openai_blueprint(
+                models={"flux-dev": "fal-ai/flux/dev"},
+                access_keys=[ACCESS],
+                fal_keys=[TEST_KEY],
+                session=fake.session(),
+                schemas={"fal-ai/flux/dev": openapi_document("fal-ai/flux/dev")},
+                generation_timeout=5,
+            )
+        )
+        yield app, fake
+        jobs.FIRST_POLL = first_poll
+
+
+@budget(300)
+@given(data=st.data())
+def test_the_openai_facade_answers_every_generated_request_in_its_shape(openai_app, data):
+    app, fake = openai_app
+    auth = data.draw(st.sampled_from([f"Bearer {ACCESS}"] * 4 + ["Bearer wrong", "Basic x", ""]))
+    drawn = data.draw(requests_for([("Authorization", auth)] if auth else []))
+    if data.draw(st.booleans()):
+        drawn.body = data.draw(openai_bodies())
+    fake.calls.clear()
+    answer = run(app, "/v1/images/generations", drawn)
+    submitted = [c for c in fake.calls if c.method == "POST" and c.host == "queue.fal.run"]
+    event(f"{drawn.method} {drawn.body.why} -> {answer.status}")
+
+    assert TEST_KEY.encode() not in answer.body and ACCESS.encode() not in answer.body
+    method = drawn.method.upper()
+    if method == "OPTIONS":
+        assert answer.status == 200 and not submitted
+        return
+    assert answer.status in OPENAI_STATUSES, (answer.status, answer.body[:300])
+    if method == "HEAD" or answer.status == 405:
+        assert not submitted
+        return
+    payload = answer.json()
+    if answer.status == 200:
+        assert submitted and isinstance(payload["data"], list) and payload["data"]
+        return
+    error = payload["error"]
+    assert isinstance(error["message"], str) and isinstance(error["type"], str), payload
+    assert "[object Object]" not in error["message"]
+    if answer.status < 500 and answer.status != 429:
+        assert not submitted, (answer.status, payload)
+    else:
+        assert answer.headers.get("x-should-retry") == "false" or not submitted
+    json_call = (
+        method == "POST"
+        and [v for n, v in drawn.headers if n.lower() == "authorization"] == [f"Bearer {ACCESS}"]
+        and drawn.length in ("exact", "chunked")
+        and bool(drawn.body.data)
+        and (drawn.content_type or "").split(";")[0].strip().lower() == "application/json"
+    )
+    if json_call and drawn.body.kind == SPOILED:
+        assert error.get("code") == "invalid_json", payload
+    if json_call and drawn.body.kind == VALID:
+        assert error.get("code") != "invalid_json", payload
