@@ -230,16 +230,26 @@ def openai_app() -> Iterator[tuple[flask.Flask, FakeFal]]:
         jobs.FIRST_POLL = first_poll
 
 
-@budget(300)
+OPENAI_PATHS = [
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/models",
+    "/v1/models/flux-dev",
+    "/health",
+]
+
+
+@budget(200)
 @given(data=st.data())
-def test_the_openai_facade_answers_every_generated_request_in_its_shape(openai_app, data):
+@pytest.mark.parametrize("path", OPENAI_PATHS)
+def test_the_openai_facade_answers_every_generated_request_in_its_shape(openai_app, path, data):
     app, fake = openai_app
     auth = data.draw(st.sampled_from([f"Bearer {ACCESS}"] * 4 + ["Bearer wrong", "Basic x", ""]))
     drawn = data.draw(requests_for([("Authorization", auth)] if auth else []))
     if data.draw(st.booleans()):
         drawn.body = data.draw(openai_bodies())
     fake.calls.clear()
-    answer = run(app, "/v1/images/generations", drawn)
+    answer = run(app, path, drawn)
     submitted = [c for c in fake.calls if c.method == "POST" and c.host == "queue.fal.run"]
     event(f"{drawn.method} {drawn.body.why} -> {answer.status}")
 
@@ -254,7 +264,10 @@ def test_the_openai_facade_answers_every_generated_request_in_its_shape(openai_a
         return
     payload = answer.json()
     if answer.status == 200:
-        assert submitted and isinstance(payload["data"], list) and payload["data"]
+        if path == "/v1/images/generations":
+            assert submitted and isinstance(payload["data"], list) and payload["data"]
+        else:
+            assert not submitted and isinstance(payload, dict)
         return
     error = payload["error"]
     assert isinstance(error["message"], str) and isinstance(error["type"], str), payload
@@ -264,7 +277,8 @@ def test_the_openai_facade_answers_every_generated_request_in_its_shape(openai_a
     else:
         assert answer.headers.get("x-should-retry") == "false" or not submitted
     json_call = (
-        method == "POST"
+        path == "/v1/images/generations"
+        and method == "POST"
         and [v for n, v in drawn.headers if n.lower() == "authorization"] == [f"Bearer {ACCESS}"]
         and drawn.length in ("exact", "chunked")
         and bool(drawn.body.data)
