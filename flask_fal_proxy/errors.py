@@ -118,6 +118,12 @@ def invalid_json(reason: str = "") -> ProxyError:
     return ProxyError(400, "invalid_json", f"The request body is not well-formed JSON{detail}.")
 
 
+def invalid_header() -> ProxyError:
+    return ProxyError(
+        400, "invalid_header", "A header the proxy forwards has a value that cannot be sent."
+    )
+
+
 def number_out_of_range(reason: str) -> ProxyError:
     return ProxyError(
         400, "number_out_of_range", f"The request body has a number out of range: {reason}."

@@ -140,7 +140,12 @@ class Relay:
         # cannot fill it with megabytes of one-off URLs.
         prepare_url = _prepare_url if len(url) <= _CACHED_URL_LENGTH else _prepare_url.__wrapped__
         prepared.url, has_userinfo = prepare_url(url)
-        prepared.prepare_headers(headers)
+        try:
+            prepared.prepare_headers(headers)
+        except requests.exceptions.InvalidHeader:
+            # A client's header value requests will not send (a control
+            # character, leading whitespace); its message would quote the value.
+            raise errors.invalid_header() from None
         prepared._cookies = _NO_COOKIES
         if body:
             prepared.body = body

@@ -375,3 +375,13 @@ def test_trailing_newline_in_fal_key_is_tolerated(make_app, fake, monkeypatch):
         == 200
     )
     assert fake.calls[0].headers["Authorization"] == f"Key {TEST_KEY}"
+
+
+@pytest.mark.parametrize(("name", "value"), [("Accept", "\x85"), ("User-Agent", " x")])
+def test_a_forwarded_header_requests_would_not_send_is_400(client, fake, caplog, name, value):
+    # Found by tests/property/test_request_fuzz.py: requests refused the value
+    # while preparing the call, and the route answered 500.
+    response = client.post(PROXY, headers={**target(RUN), name: value}, json={})
+    assert_proxy_error(response, 400, "invalid_header")
+    assert fake.calls == []
+    assert not any(value in r.getMessage() for r in caplog.records if value.strip())

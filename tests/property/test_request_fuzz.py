@@ -185,7 +185,7 @@ def test_every_generated_request_is_answered_as_documented(apps, upstream, route
 # The OpenAI facade translates instead of relaying: its oracle is the shape of
 # its answers and whether anything was submitted to fal's queue.
 ACCESS = "fuzz-access-5ecret"
-OPENAI_STATUSES = frozenset({200, 400, 401, 404, 405, 413, 415, 429, 502, 504})
+OPENAI_STATUSES = frozenset({200, 400, 401, 404, 405, 411, 413, 415, 429, 502, 504})
 openai_fields = st.fixed_dictionaries(
     {},
     optional={
