@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .fal import RecordedCall
 from .loopback import loopback_session
 
-__all__ = ["FakeServer", "json_response"]
+__all__ = ["FakeServer", "RecordedCall", "json_response"]
 
 _Fake = TypeVar("_Fake", bound="FakeServer")
+
+
+@dataclass
+class RecordedCall:
+    method: str
+    host: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
 
 
 def json_response(data: Any, status: int = 200, **headers: str) -> Response:
@@ -71,9 +84,15 @@ class FakeServer:
         """A session like the proxy's default one, with every https call routed here."""
         return loopback_session(self.port, self.host)
 
+    def records(self, request: Request) -> bool:
+        """Whether a call belongs in ``calls`` (a fake's own side doors do not)."""
+        return True
+
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         body = request.get_data()
+        if not self.records(request):
+            return self.dispatch(request, body)(environ, start_response)
         with self._lock:
             self.calls.append(
                 RecordedCall(

@@ -18,34 +18,18 @@ from __future__ import annotations
 import base64
 import html
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import fal_openapi
-from .loopback import loopback_session
+from .fake_server import FakeServer, RecordedCall
 
 __all__ = ["FakeFal", "RecordedCall"]
-
-
-@dataclass
-class RecordedCall:
-    method: str
-    host: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 @dataclass
@@ -100,7 +84,7 @@ def _sse(events: Iterator[Any], delay: float) -> Iterator[bytes]:
         time.sleep(delay)
 
 
-class FakeFal:
+class FakeFal(FakeServer):
     """fal on loopback: ``queue.fal.run``, ``fal.run`` and ``rest.fal.ai`` by ``Host``.
 
     Endpoints whose id contains ``validation-error``, and inputs whose
@@ -120,6 +104,8 @@ class FakeFal:
     ``[hang]`` one that runs until cancelled.
     """
 
+    thread_name = "fake-fal"
+
     def __init__(
         self,
         key: str = "fake-fal-key",
@@ -133,7 +119,6 @@ class FakeFal:
         inline_images: bool = False,
         document_delay: float = 0.0,
     ) -> None:
-        self.key = key
         self.keys = {key, *keys}
         self.rate_limited_keys = set(rate_limited_keys)
         self.media_urls = media_urls
@@ -141,63 +126,17 @@ class FakeFal:
         self.document_delay = document_delay
         self.media: dict[str, bytes] = {}
         self.stream_delay = stream_delay
-        self.calls: list[RecordedCall] = []
         self.uploads: dict[str, bytes] = {}
         self._jobs: dict[str, _Job] = {}
-        self._lock = threading.Lock()
-        self._server = make_server(host, port, self._wsgi, threaded=True)
-        self.host = host
-        self.port = self._server.server_port
-        self._thread: threading.Thread | None = None
+        super().__init__(key, host=host, port=port)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def records(self, request: Request) -> bool:
+        return not request.path.startswith("/__upload/")
 
-    def start(self) -> FakeFal:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-fal", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeFal:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def session(self) -> requests.Session:
-        """A session like the proxy's default one, with fal's hosts routed here."""
-        return loopback_session(self.port, self.host)
-
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        response = self._dispatch(request)
-        return response(environ, start_response)
-
-    def _dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request, body: bytes) -> Response:
         host = request.host.split(":")[0]
-        body = request.get_data()
         if request.path.startswith("/__upload/"):
             return self._upload(request, body)
-        with self._lock:
-            self.calls.append(
-                RecordedCall(
-                    request.method,
-                    host,
-                    request.path,
-                    request.query_string.decode(),
-                    dict(request.headers),
-                    body,
-                )
-            )
         if host == "fal.ai" and request.path == "/api/openapi/queue/openapi.json":
             return self._document(request.args.get("endpoint_id", ""))
         if host == "fal.media" or host.endswith(".fal.media"):
