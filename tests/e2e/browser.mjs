@@ -5,47 +5,24 @@
 //
 // --drop-session clears the page's cookies before the click, as when a
 // session expires: the proxy must refuse and the page show why.
-// The browser is the system one (no downloads); the profile is a fresh
-// temporary directory, removed afterwards.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// The browser is the system one (no downloads), opened by ../headless.mjs.
 import { chromium } from "playwright-core";
+import { openPage } from "../headless.mjs";
 
 const [base, prompt, screenshot, option] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const profile = mkdtempSync(join(tmpdir(), "e2e-chromium-"));
-const args = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  args,
+const { context, page, report, close } = await openPage(chromium, "e2e", {
   viewport: { width: 900, height: 720 },
-});
-const report = { requests: [], console: [], pageErrors: [] };
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => report.pageErrors.push(String(err)));
-  page.on("request", (req) => {
+  describe: (req) => {
     const headers = req.headers();
-    report.requests.push({
+    return {
       method: req.method(),
       url: req.url(),
       target: headers["x-fal-target-url"] ?? null,
       authorization: headers.authorization ?? null,
-    });
-  });
+    };
+  },
+});
+try {
   await page.goto(`${base}/`, { waitUntil: "load" });
   const statuses = [];
   await page.exposeFunction("__recordStatus", (text) => statuses.push(text));
@@ -71,7 +48,6 @@ try {
   report.cookies = (await context.cookies()).map((c) => c.name);
   await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 console.log(JSON.stringify(report));

@@ -3,51 +3,31 @@
 //
 //   node stream.mjs <page url>
 //
-// Flags and the throwaway profile are those of tests/e2e/browser.mjs.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// Chromium is opened by tests/headless.mjs, as for every browser test.
 import { chromium } from "playwright-core";
+import { openPage } from "../../headless.mjs";
 
 const [url] = process.argv.slice(2);
-const profile = mkdtempSync(join(tmpdir(), "provider-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const result = { requests: [], console: [], pageErrors: [] };
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (msg) => result.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => result.pageErrors.push(String(err)));
-  page.on("request", (req) => {
+const { page, report: result, close } = await openPage(chromium, "provider", {
+  describe: (req) => {
     const headers = req.headers();
-    result.requests.push({
+    return {
       method: req.method(),
       url: req.url(),
       apiKey: headers["x-api-key"] ?? null,
       authorization: headers.authorization ?? null,
       version: headers["anthropic-version"] ?? null,
       browserAccess: headers["anthropic-dangerous-direct-browser-access"] ?? null,
-    });
-  });
+    };
+  },
+});
+try {
   await page.goto(url, { waitUntil: "load" });
   await page.waitForSelector("body[data-state]", { timeout: 30000 });
   result.state = await page.getAttribute("body", "data-state");
   result.text = await page.textContent("#out");
   result.report = await page.evaluate(() => window.__report);
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 console.log(JSON.stringify(result));

@@ -3,44 +3,25 @@
 //
 //   node studio.mjs <app base url> <screenshot path>
 //
-// Flags and the throwaway profile are those of tests/e2e/browser.mjs, plus
-// autoplay without a gesture so the speech panel's audio can start.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// Chromium is opened by tests/headless.mjs, with autoplay allowed without a
+// gesture so the speech panel's audio can start.
 import { chromium } from "playwright-core";
+import { openPage } from "../../headless.mjs";
 
 const [base, screenshot] = process.argv.slice(2);
-const profile = mkdtempSync(join(tmpdir(), "studio-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
+const { page, report, close } = await openPage(chromium, "studio", {
+  extraArgs: ["--autoplay-policy=no-user-gesture-required"],
   viewport: { width: 900, height: 1100 },
-});
-const report = { requests: [], console: [], pageErrors: [] };
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on("console", (msg) => report.console.push(`${msg.type()}: ${msg.text()}`));
-  page.on("pageerror", (err) => report.pageErrors.push(String(err)));
-  page.on("request", (req) => {
+  describe: (req) => {
     const headers = req.headers();
-    report.requests.push({
+    return {
       method: req.method(),
       url: req.url(),
       keyHeaders: ["authorization", "x-api-key", "xi-api-key"].filter((h) => h in headers),
-    });
-  });
+    };
+  },
+});
+try {
   await page.goto(`${base}/`, { waitUntil: "load" });
   // Every text each status line showed, in order, with the page's clock.
   await page.exposeFunction("__seen", (id, text, at) => {
@@ -81,7 +62,6 @@ try {
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 console.log(JSON.stringify(report));
