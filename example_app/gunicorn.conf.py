@@ -24,11 +24,14 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 
 # The one number: fal calls (and status streams) one worker holds at once.
 # Every limit below that bounds concurrency follows from it, so raising it
-# cannot leave a smaller limit behind to fail first. gevent: about 20 KiB of
-# memory per held call (docs/PERFORMANCE.md), so 2,500 per process is tens of
-# MiB. gthread: one OS thread per call, so keep it to the calls you expect.
+# cannot leave a smaller limit behind to fail first. gevent: about 40 KiB of
+# memory per held call (docs/PERFORMANCE.md), so 5,000 is about 200 MiB per
+# process when full. Workers accept first come, first served, so one may get
+# more than its share of a burst: the default lets each take the whole 5,000
+# that two cores were measured to hold. gthread: one OS thread per call, so
+# keep it to the calls you expect.
 calls = int(
-    os.environ.get("GUNICORN_CALLS_PER_WORKER", "2500" if worker_class == "gevent" else "16")
+    os.environ.get("GUNICORN_CALLS_PER_WORKER", "5000" if worker_class == "gevent" else "16")
 )
 
 # A held call uses two descriptors (the browser's socket and the one to fal),
