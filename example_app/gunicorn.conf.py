@@ -80,26 +80,6 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # flask_fal_proxy logger.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 
-
-
-def post_worker_init(worker):
-    """Collect garbage less often in gevent workers, whose held calls keep many objects alive.
-
-    Each of thousands of waiting calls holds its request, response and
-    frames, and every young collection walks those survivors again: with
-    2,000 calls of 2 s held, freezing what the import left and raising the
-    young threshold from 700 to 50,000 allocations cut the CPU per call by
-    about a fifth and raised the calls completed by 30 to 40%
-    (docs/PERFORMANCE.md). Garbage in cycles lives a little longer; memory
-    stays bounded by the threshold.
-    """
-    if worker_class == "gevent":
-        import gc
-
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-
-
 # No preload_app: each worker must build its own requests session after the
 # fork (and, under gevent, after the monkey-patching), since a connection
 # pool cannot be shared between processes.
