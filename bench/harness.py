@@ -616,13 +616,15 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
     if names:
         w("\nTargets\n\n| target | " + " | ".join(names) + " |\n")
         w("|---|" + "---|" * len(names) + "\n")
-        for i, t in enumerate(targets[names[0]]):
+        by_target = {n: {t["target"]: t for t in targets[n]} for n in names}
+        order = list(dict.fromkeys(t["target"] for n in names for t in targets[n]))
+        for target in order:
             cells = []
             for n in names:
-                row = targets[n][i] if i < len(targets[n]) else None
+                row = by_target[n].get(target)
                 verdict = "met" if row and row["met"] else "NOT MET"
                 cells.append(f"{row['figure']}: {verdict}" if row else "-")
-            w(f"| {t['target']} | " + " | ".join(cells) + " |\n")
+            w(f"| {target} | " + " | ".join(cells) + " |\n")
     w("\n")
 
 
