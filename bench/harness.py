@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import longcalls
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
@@ -491,10 +493,10 @@ def node_subject(name: str, port: int, upstream_port: int, workers: int) -> Subj
     return Subject(name, port, PROXY_ROUTE, None, argv, env, None)
 
 
-RECOMMENDED = "gthread"
 ALL_SUBJECTS = (
-    "upstream,node,node-cluster,gthread,gthread-accesslog,gthread-2x-workers,sync,gevent"
+    "upstream,node,node-cluster,gevent,gthread,gthread-accesslog,gthread-2x-workers,sync"
 )
+LONG_CASES = "2x512,2x2000,2x5000,30x512,30x2000,30x5000"
 
 
 def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
@@ -507,6 +509,7 @@ def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
     cores = os.cpu_count() or 1
     conf = ROOT / "example_app" / "gunicorn.conf.py"
     threads = 16
+    gthread = {"GUNICORN_WORKER_CLASS": "gthread", "GUNICORN_CALLS_PER_WORKER": str(threads)}
     catalogue = {
         "upstream": lambda: Subject("upstream alone (nginx)", up, "/", f"Key {FAL_KEY}"),
         "node": lambda: node_subject("node @fal-ai/server-proxy", free_port(), up, 1),
@@ -514,22 +517,23 @@ def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
             f"node @fal-ai/server-proxy, cluster x{cores}", free_port(), up, cores
         ),
         "gthread": lambda: gunicorn_subject(
-            f"flask-fal-proxy gthread {cores}x{threads} (recommended)", free_port(), up, [],
-            cores * threads, conf,
+            f"flask-fal-proxy gthread {cores}x{threads} (GUNICORN_WORKER_CLASS=gthread)",
+            free_port(), up, [], cores * threads, conf, gthread,
         ),
         "gthread-accesslog": lambda: gunicorn_subject(
             f"flask-fal-proxy gthread {cores}x{threads} + access log", free_port(), up,
-            ["--access-logfile", "-"], cores * threads, conf,
+            ["--access-logfile", "-"], cores * threads, conf, gthread,
         ),
         "gthread-2x-workers": lambda: gunicorn_subject(
             f"flask-fal-proxy gthread {2 * cores}x{threads // 2}", free_port(), up,
             ["-w", str(2 * cores), "--threads", str(threads // 2)], cores * threads, conf,
+            gthread,
         ),
         "sync": lambda: gunicorn_subject(
             f"flask-fal-proxy sync x{cores}", free_port(), up, ["-w", str(cores)], cores,
         ),
         "gevent": lambda: gunicorn_subject(
-            f"flask-fal-proxy gevent x{cores} (GUNICORN_WORKER_CLASS=gevent)", free_port(), up,
+            f"flask-fal-proxy gevent x{cores} (recommended)", free_port(), up,
             [], None, conf, {"GUNICORN_WORKER_CLASS": "gevent"},
         ),
     }
@@ -605,18 +609,22 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
             w(f"| {name} | {m['download_mib']:.0f} MiB | {m['download_growth_mib']:.1f} | "
               f"{m['download_mib_per_s']:.0f} | {m['upload_mib']:.0f} MiB | "
               f"{m['upload_growth_mib']:.1f} |\n")
+    if "long" in results:
+        longcalls.print_report(results["long"], out)
     targets = results.get("targets") or {}
     names = [n for n in targets if targets[n]]
     if names:
         w("\nTargets\n\n| target | " + " | ".join(names) + " |\n")
         w("|---|" + "---|" * len(names) + "\n")
-        for i, t in enumerate(targets[names[0]]):
+        by_target = {n: {t["target"]: t for t in targets[n]} for n in names}
+        order = list(dict.fromkeys(t["target"] for n in names for t in targets[n]))
+        for target in order:
             cells = []
             for n in names:
-                row = targets[n][i] if i < len(targets[n]) else None
+                row = by_target[n].get(target)
                 verdict = "met" if row and row["met"] else "NOT MET"
                 cells.append(f"{row['figure']}: {verdict}" if row else "-")
-            w(f"| {t['target']} | " + " | ".join(cells) + " |\n")
+            w(f"| {target} | " + " | ".join(cells) + " |\n")
     w("\n")
 
 
@@ -687,6 +695,16 @@ def main() -> int:
         help=f"comma-separated subjects (default: {ALL_SUBJECTS})",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--long", default="node,gevent,gthread",
+        help="subjects of the long-call phase, or 'none' (default: node,gevent,gthread)",
+    )
+    parser.add_argument(
+        "--long-cases",
+        help=f"held-call cases, DxC (default: {LONG_CASES}; --quick: 1x64)",
+    )
+    parser.add_argument("--streams", type=int, help="status streams at once (default 1000)")
+    parser.add_argument("--stalled", type=int, help="clients that stall mid-body (default 2000)")
     args = parser.parse_args()
     # A SIGTERM (from timeout, say) unwinds like Ctrl-C, so every process
     # started so far is stopped by the finally clauses below.
@@ -697,13 +715,17 @@ def main() -> int:
     sse_events = 5 if args.quick else 20
     big = (64 if args.quick else 512) * MIB
     post = (4 if args.quick else 30) * MIB
-    which = set(args.only.split(","))
-    try:
-        import gevent  # noqa: F401
-    except ImportError:
-        if "gevent" in which:
-            print("gevent is not installed (pip install -e '.[bench]'); skipping it")
-            which.discard("gevent")
+    which = set(filter(None, args.only.split(",")))
+    long_which = set() if args.long == "none" else set(filter(None, args.long.split(",")))
+    case_list = longcalls.cases(args.long_cases or ("1x64" if args.quick else LONG_CASES),
+                                args.quick)
+    stream_count = args.streams or (64 if args.quick else 1000)
+    stalled = args.stalled or (64 if args.quick else 2000)
+    fd_limit = longcalls.raise_fd_limit()
+    needed = 2 * max([c.calls for c in case_list] + [stream_count, stalled]) + 1024
+    if long_which and fd_limit < needed:
+        print(f"warning: the file-descriptor hard limit ({fd_limit}) is below the {needed} "
+              "the largest long-call case needs (wrk's side and the proxy's)")
 
     busy = busy_processes()
     if busy:
@@ -747,6 +769,10 @@ def main() -> int:
             finally:
                 if subject.started:
                     subject.started.stop()
+        if long_which:
+            results["long"] = longcalls.run(workdir, long_which, case_list, stream_count,
+                                            20 if not args.quick else 5, stalled,
+                                            (os.cpu_count() or 1) * 16)
     finally:
         upstream.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -756,6 +782,11 @@ def main() -> int:
         for name in results["subjects"]
         if name == ours or "GUNICORN_WORKER_CLASS" in name
     }
+    if "long" in results:
+        long_ours = next((n for n in results["long"]["subjects"] if n.endswith("(recommended)")),
+                         "")
+        results["targets"].setdefault(long_ours, []).extend(
+            longcalls.evaluate(results["long"], long_ours))
     print_report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -16,7 +16,9 @@ from flask_fal_proxy.testing import LoopbackAdapter
 
 
 def create_app() -> Flask:
-    pool = int(os.environ.get("BENCH_POOL_SIZE", "64"))
+    # As in production: the pool follows the calls a worker holds
+    # (FAL_PROXY_POOL_MAXSIZE, set by gunicorn.conf.py), unless a run overrides it.
+    pool = int(os.environ.get("BENCH_POOL_SIZE") or os.environ.get("FAL_PROXY_POOL_MAXSIZE", "64"))
     session = default_session(pool_maxsize=pool)
     session.mount(
         "https://",

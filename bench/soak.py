@@ -259,7 +259,9 @@ def run(args: argparse.Namespace) -> dict:
             failures.append(f"worker {pid} RSS grew {rss_growth:.0f} KiB")
         if not last["fds"] <= first["fds"] + 4:
             failures.append(f"worker {pid} fds {first['fds']} -> {last['fds']}")
-        pool = 16 + 4
+        # The pool keeps one upstream connection per call that was in flight:
+        # at most wrk's connections (gevent), or the threads (gthread).
+        pool = args.connections + 4
         if not w["idle_after"]["fds"] <= w["idle_before"]["fds"] + pool:
             failures.append(
                 f"worker {pid} idle fds {w['idle_before']['fds']} -> {w['idle_after']['fds']}"

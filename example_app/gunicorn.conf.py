@@ -2,36 +2,70 @@
 # The figures behind each choice are in docs/PERFORMANCE.md (bench/run).
 import multiprocessing
 import os
+import resource
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 
-# A proxied fal call mostly waits on the network, sometimes for minutes (a
-# synchronous fal.run call, a status stream): a thread per in-flight call is
-# cheap, whereas a sync worker serves one call at a time and is killed by its
-# timeout. gthread needs no extra package and no monkey-patching of the rest
-# of your app. GUNICORN_WORKER_CLASS=gevent (pip install gevent) measured
-# about 0.2 ms less per call and the same throughput, and holds up to
-# worker_connections calls per process instead of `threads`: prefer it when
-# many browsers keep long calls or streams open at once.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# A proxied fal call mostly waits on the network, often for the whole
+# generation (a synchronous fal.run call, a status stream, an upload). gevent
+# waits for each call in a greenlet of a few KiB, so one process holds
+# thousands (pip install "flask-fal-proxy[gevent]"); it monkey-patches the
+# standard library in the worker, which requests and this package expect.
+# GUNICORN_WORKER_CLASS=gthread is for apps that cannot be monkey-patched
+# (a C driver that blocks, code that relies on real threads): it needs no
+# extra package, but a thread serves one call from start to end, so calls
+# held at once per process = threads, and a thread costs far more than a
+# greenlet. Not sync: one call per process, and its timeout kills long calls.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 
 # One process per core: the per-call work is Python under the GIL, so more
 # processes than cores only add switching, and fewer leave a core idle.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 
-# Calls in flight per process. Waiting threads cost no CPU; size this to the
-# long calls you expect at once. Keep it at or below the outbound pool size
-# (default_session's pool_maxsize, 64): above it, connections to fal are
-# opened and thrown away instead of kept alive.
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# The one number: fal calls (and status streams) one worker holds at once.
+# Every limit below that bounds concurrency follows from it, so raising it
+# cannot leave a smaller limit behind to fail first. gevent: about 40 KiB of
+# memory per held call (docs/PERFORMANCE.md), so 5,000 is about 200 MiB per
+# process when full. Workers accept first come, first served, so one may get
+# more than its share of a burst: the default lets each take the whole 5,000
+# that two cores were measured to hold. gthread: one OS thread per call, so
+# keep it to the calls you expect.
+calls = int(
+    os.environ.get("GUNICORN_CALLS_PER_WORKER", "5000" if worker_class == "gevent" else "16")
+)
 
-# gthread: idle browser connections each worker keeps open (they wait in the
-# poller, not in a thread). gevent: calls in flight per process; above 64,
-# give create_blueprint a default_session(pool_maxsize=...) as large.
-worker_connections = 1000
+# A held call uses two descriptors (the browser's socket and the one to fal),
+# plus a fixed margin for the listener, logs, pipes and the pool's spare
+# sockets. The soft limit is raised up to the hard one; if the hard limit is
+# lower, the calls are cut to fit rather than failing with EMFILE under load.
+_FD_MARGIN = 256
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_wanted = 2 * calls + _FD_MARGIN
+if _hard != resource.RLIM_INFINITY and _wanted > _hard:
+    calls = max(1, (_hard - _FD_MARGIN) // 2)
+    print(f"gunicorn.conf.py: RLIMIT_NOFILE hard limit {_hard}: {calls} calls per worker")
+    _wanted = 2 * calls + _FD_MARGIN
+if _wanted > _soft:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_wanted, _hard))
 
-# For gthread this is a worker heartbeat, not a per-request limit, so long
-# streams are not killed; the proxy's read_timeout bounds a silent fal.
+# gevent: calls in flight per process. gthread: a thread per call in flight
+# (worker_connections then bounds the idle keep-alive connections it polls).
+worker_connections = calls
+threads = calls
+
+# The outbound pool keeps one connection to fal per held call, so a call
+# reuses a warm connection instead of opening one and dropping it afterwards
+# (urllib3 discards sockets beyond the pool). default_session() reads this in
+# each worker; an app that builds its own session passes pool_maxsize itself.
+os.environ["FAL_PROXY_POOL_MAXSIZE"] = str(calls)
+
+# Connections waiting to be accepted: a burst of browsers arriving together
+# must queue, not be refused. The kernel caps it at net.core.somaxconn.
+backlog = min(max(2048, workers * calls), 65535)
+
+# For gthread and gevent this is a worker heartbeat, not a per-request limit,
+# so long calls and streams are not killed; the proxy's read_timeout bounds a
+# silent fal.
 timeout = 60
 graceful_timeout = 30
 
@@ -47,4 +81,5 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 
 # No preload_app: each worker must build its own requests session after the
-# fork, since a connection pool cannot be shared between processes.
+# fork (and, under gevent, after the monkey-patching), since a connection
+# pool cannot be shared between processes.

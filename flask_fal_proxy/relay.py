@@ -20,6 +20,7 @@ key) stays in the face; this module knows no provider.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 
@@ -82,12 +83,18 @@ def _prepare_url(url: str) -> tuple[str, bool]:
     return prepared.url, any(get_auth_from_url(prepared.url))
 
 
-def default_session(pool_maxsize: int = 64) -> requests.Session:
+def default_session(pool_maxsize: int | None = None) -> requests.Session:
     """A session for a proxy: no retries, no cookies, no environment, a large pool.
 
     Retrying is left to the client, which knows which calls are safe to
-    repeat; a proxy that retried a POST could run a paid model twice.
+    repeat; a proxy that retried a POST could run a paid model twice. The
+    pool should hold a connection per call in flight, or calls beyond it open
+    a connection upstream and drop it afterwards; by default its size is
+    ``FAL_PROXY_POOL_MAXSIZE``, which the example gunicorn.conf.py sets from
+    the calls a worker holds, else 64.
     """
+    if pool_maxsize is None:
+        pool_maxsize = int(os.environ.get("FAL_PROXY_POOL_MAXSIZE", "64"))
     session = requests.Session()
     session.trust_env = False
     session.cookies = _RejectAllCookies()

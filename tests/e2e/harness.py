@@ -105,11 +105,38 @@ class Server:
         os.unlink(self.log.name)
 
 
+def gunicorn_argv(app: str, *extra: str) -> list[str]:
+    """The one gunicorn command line of the suite: the example's production settings."""
+    conf = ROOT / "example_app" / "gunicorn.conf.py"
+    return [str(VENV_BIN / "gunicorn"), "-c", str(conf), *extra, app]
+
+
+def gunicorn_env(env: dict[str, str], workers: int = 1, calls: int = 8) -> dict[str, str]:
+    """``env`` for a lean gunicorn: ``workers`` processes holding ``calls`` calls each.
+
+    The worker class is the configuration's default (the recommended one)
+    unless the suite itself runs with ``GUNICORN_WORKER_CLASS`` set, so that
+    ``GUNICORN_WORKER_CLASS=gthread scripts/test`` checks the alternative
+    with every suite that starts gunicorn through here.
+    """
+    env = {
+        **env,
+        "BIND": "127.0.0.1:0",
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_CALLS_PER_WORKER": str(calls),
+    }
+    worker_class = os.environ.get("GUNICORN_WORKER_CLASS")
+    if worker_class:
+        env["GUNICORN_WORKER_CLASS"] = worker_class
+    else:
+        env.pop("GUNICORN_WORKER_CLASS", None)
+    return env
+
+
 def gunicorn(app: str, env: dict[str, str], *extra: str) -> Server:
     """``app`` under gunicorn with the example's production settings, one lean worker."""
-    env = {**env, "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "8"}
-    argv = [str(VENV_BIN / "gunicorn"), "-c", "example_app/gunicorn.conf.py", *extra, app]
-    return Server(argv, env, r"Listening at: http://127\.0\.0\.1:(\d+)")
+    return Server(gunicorn_argv(app, *extra), gunicorn_env(env),
+                  r"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 def node_server(script: str, env: dict[str, str], *node_args: str) -> Server:

@@ -4,7 +4,9 @@ The upstream is a raw socket server on 127.0.0.1 so it can do what no HTTP
 framework would (lie, stall, reset, send broken chunking); it notes when the
 proxy closes each connection, which is how a leaked or drained connection
 shows. The proxy runs in a real gunicorn with the recommended configuration,
-so worker threads, file descriptors and log lines are those of production.
+so call slots (greenlets, or threads under gthread), file descriptors and log
+lines are those of production. Its worker holds ``CALLS`` calls, so one call
+left stuck by a fault makes a burst of ``CALLS`` slow calls take twice as long.
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ import select
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.harness import gunicorn_argv, gunicorn_env
 from support import LoopbackListener, stop_process, wait_for_start
 
 ROOT = Path(__file__).resolve().parents[2]
-GUNICORN_CONF = ROOT / "example_app" / "gunicorn.conf.py"
 
 
 @dataclass
@@ -182,32 +183,15 @@ class Gunicorn:
         env: dict[str, str],
         log_path: Path,
         workers: int = 1,
-        threads: int = 4,
+        calls: int = 4,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(GUNICORN_CONF),
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--access-logfile",
-            "-",
-            *extra_args,
-            app,
-        ]
         self.proc = subprocess.Popen(
-            cmd,
+            gunicorn_argv(app, "--access-logfile", "-", *extra_args),
             cwd=ROOT,
-            env={**os.environ, **env},
+            env=gunicorn_env({**os.environ, **env}, workers=workers, calls=calls),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -320,7 +304,7 @@ BURST_SLEEP = 0.5
 
 
 def burst_ms(url: str, key_header: dict[str, str], n: int) -> float:
-    """Run ``n`` slow calls at once; with ``n`` free threads this takes one sleep, not two."""
+    """Run ``n`` slow calls at once; with ``n`` free call slots this takes one sleep, not two."""
     import requests
 
     errors: list[BaseException] = []
@@ -346,7 +330,7 @@ def burst_ms(url: str, key_header: dict[str, str], n: int) -> float:
 
 
 FAL_KEY = "fault-key-5ecret-must-not-leak"
-THREADS = 4
+CALLS = 4
 
 
 class Stack:
@@ -367,7 +351,7 @@ class Stack:
                     **env,
                 },
                 log_dir / "gunicorn.log",
-                threads=THREADS,
+                calls=CALLS,
                 extra_args=("--pythonpath", str(Path(__file__).parent)),
             )
         except BaseException:
@@ -385,7 +369,7 @@ class Stack:
         return {"x-fal-target-url": f"https://{host}/fault/{name}", "Connection": "close"}
 
     def burst(self) -> float:
-        return burst_ms(self.proxy.url, self.target("slow-ok"), THREADS)
+        return burst_ms(self.proxy.url, self.target("slow-ok"), CALLS)
 
     def fds_settle(self, limit: float = 5.0) -> int:
         deadline = time.monotonic() + limit
@@ -396,16 +380,16 @@ class Stack:
         return count
 
     def assert_healthy(self) -> None:
-        """After a fault: no fd kept, every thread free, the key in no log line."""
+        """After a fault: no fd kept, every call slot free, the key in no log line."""
         assert self.proxy.proc.poll() is None, "gunicorn died"
         assert self.fds_settle() <= self.baseline_fds
-        # A busy thread doubles the burst's time; a loaded machine only slows one
-        # attempt, so up to three are made before a thread is called stuck.
+        # A busy slot doubles the burst's time; a loaded machine only slows one
+        # attempt, so up to three are made before a slot is called stuck.
         limit = 2 * BURST_SLEEP * 1000 * 0.95
         attempts = []
         while len(attempts) < 3 and (not attempts or attempts[-1] >= limit):
             attempts.append(self.burst())
-        assert attempts[-1] < limit, f"a worker thread is still busy ({attempts} ms)"
+        assert attempts[-1] < limit, f"a call slot is still busy ({attempts} ms)"
         assert FAL_KEY not in self.proxy.text()
 
     def close(self) -> None:

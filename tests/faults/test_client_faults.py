@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from faultkit import THREADS, Stack, burst_ms, echo_length, raw_request, status_of
+from faultkit import CALLS, Stack, burst_ms, echo_length, raw_request, status_of
 
 MAX_BODY = 1024 * 1024
 
@@ -117,7 +117,7 @@ def test_silent_liar_holds_one_thread_only_while_connected(stack):
         sock.sendall(HEAD + TARGET + JSON + b'Content-Length: 100\r\n\r\n{"a":1}')
         time.sleep(0.3)
         # one thread waits for the missing bytes; the others still serve at once
-        assert burst_ms(stack.url(), stack.target("slow-ok"), THREADS - 1) < 950
+        assert burst_ms(stack.url(), stack.target("slow-ok"), CALLS - 1) < 950
     assert echo_calls(stack) == before
 
 
@@ -186,7 +186,7 @@ def test_slow_large_upload_arrives_whole_while_other_calls_are_served(stack):
     started = time.monotonic()
     uploader.start()
     time.sleep(0.2)
-    assert burst_ms(stack.url(), stack.target("slow-ok"), THREADS - 1) < 950
+    assert burst_ms(stack.url(), stack.target("slow-ok"), CALLS - 1) < 950
     uploader.join(timeout=30)
     assert time.monotonic() - started > 0.7
     assert status_of(result["raw"]) == 200
