@@ -274,6 +274,10 @@ def long_subjects(port: int, which: set[str]) -> dict[str, Any]:
             f"flask-fal-proxy gevent x{cores} (recommended)", h.free_port(), port, [], None,
             conf, {"GUNICORN_WORKER_CLASS": "gevent"},
         ),
+        "gevent-pywsgi": lambda: h.gunicorn_subject(
+            f"flask-fal-proxy gevent_pywsgi x{cores}", h.free_port(), port, [], None,
+            conf, {"GUNICORN_WORKER_CLASS": "gevent_pywsgi", "GUNICORN_CALLS_PER_WORKER": "5000"},
+        ),
         "gthread": lambda: h.gunicorn_subject(
             f"flask-fal-proxy gthread {cores}x16 (GUNICORN_WORKER_CLASS=gthread)",
             h.free_port(), port, [], cores * 16, conf,
