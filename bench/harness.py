@@ -499,13 +499,12 @@ ALL_SUBJECTS = (
 LONG_CASES = "2x512,2x2000,2x5000,30x512,30x2000,30x5000"
 
 
-def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
+def subject_catalogue(up: int) -> dict[str, Callable[[], Subject]]:
     """Every way of answering the browser the harness knows, in report order.
 
     The gunicorn variants run one process per core, as the recommended
     configuration does, so each differs from it in one respect only.
     """
-    up = upstream.port
     cores = os.cpu_count() or 1
     conf = ROOT / "example_app" / "gunicorn.conf.py"
     threads = 16
@@ -536,7 +535,18 @@ def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
             f"flask-fal-proxy gevent x{cores} (recommended)", free_port(), up,
             [], None, conf, {"GUNICORN_WORKER_CLASS": "gevent"},
         ),
+        "gevent-pywsgi": lambda: gunicorn_subject(
+            f"flask-fal-proxy gevent_pywsgi x{cores} (gevent's own HTTP server)", free_port(),
+            up, [], None, conf,
+            {"GUNICORN_WORKER_CLASS": "gevent_pywsgi", "GUNICORN_CALLS_PER_WORKER": "5000"},
+        ),
     }
+    return catalogue
+
+
+def subjects(upstream: Upstream, which: set[str]) -> list[Subject]:
+    """The subjects named in ``which``, in report order, answering from ``upstream``."""
+    catalogue = subject_catalogue(upstream.port)
     unknown = which - set(catalogue)
     if unknown:
         raise SystemExit(f"unknown subjects: {', '.join(sorted(unknown))}")

@@ -266,24 +266,9 @@ def stalled_clients(subject: h.Subject, count: int, probes: int) -> dict:
 
 
 def long_subjects(port: int, which: set[str]) -> dict[str, Any]:
-    cores = os.cpu_count() or 1
-    conf = h.ROOT / "example_app" / "gunicorn.conf.py"
-    catalogue = {
-        "node": lambda: h.node_subject("node @fal-ai/server-proxy", h.free_port(), port, 1),
-        "gevent": lambda: h.gunicorn_subject(
-            f"flask-fal-proxy gevent x{cores} (recommended)", h.free_port(), port, [], None,
-            conf, {"GUNICORN_WORKER_CLASS": "gevent"},
-        ),
-        "gevent-pywsgi": lambda: h.gunicorn_subject(
-            f"flask-fal-proxy gevent_pywsgi x{cores}", h.free_port(), port, [], None,
-            conf, {"GUNICORN_WORKER_CLASS": "gevent_pywsgi", "GUNICORN_CALLS_PER_WORKER": "5000"},
-        ),
-        "gthread": lambda: h.gunicorn_subject(
-            f"flask-fal-proxy gthread {cores}x16 (GUNICORN_WORKER_CLASS=gthread)",
-            h.free_port(), port, [], cores * 16, conf,
-            {"GUNICORN_WORKER_CLASS": "gthread", "GUNICORN_CALLS_PER_WORKER": "16"},
-        ),
-    }
+    """The harness's subjects, answering from the holding upstream on ``port``."""
+    catalogue = h.subject_catalogue(port)
+    del catalogue["upstream"]  # the holding upstream alone is measured by run() itself
     unknown = which - set(catalogue)
     if unknown:
         raise SystemExit(f"unknown long-call subjects: {', '.join(sorted(unknown))}")
