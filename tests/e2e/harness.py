@@ -135,8 +135,9 @@ def gunicorn_env(env: dict[str, str], workers: int = 1, calls: int = 8) -> dict[
 
 def gunicorn(app: str, env: dict[str, str], *extra: str) -> Server:
     """``app`` under gunicorn with the example's production settings, one lean worker."""
-    return Server(gunicorn_argv(app, *extra), gunicorn_env(env),
-                  r"Listening at: http://127\.0\.0\.1:(\d+)")
+    return Server(
+        gunicorn_argv(app, *extra), gunicorn_env(env), r"Listening at: http://127\.0\.0\.1:(\d+)"
+    )
 
 
 def node_server(script: str, env: dict[str, str], *node_args: str) -> Server:
@@ -144,12 +145,18 @@ def node_server(script: str, env: dict[str, str], *node_args: str) -> Server:
     return Server([node, *node_args, script], env, r"listening on (\d+)", cwd=E2E_DIR)
 
 
-def run_node(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    """Run a script of tests/e2e and return the JSON object on its last output line."""
+def run_node(
+    script: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path = E2E_DIR,
+):
+    """Run a script of ``cwd`` (tests/e2e) and return the JSON object on its last output line."""
     node = require_node()
     done = subprocess.run(
-        [node, str(E2E_DIR / script), *args],
-        cwd=E2E_DIR,
+        [node, str(cwd / script), *args],
+        cwd=cwd,
         env=env if env is not None else clean_env(),
         capture_output=True,
         text=True,

@@ -8,17 +8,15 @@ the blueprint configures it, allows them. Nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
-from e2e.harness import CHROMIUM, clean_env, require
+from e2e.harness import CHROMIUM, require, run_node
 
 from flask_fal_proxy.testing import FakeFal
 from openai_compat.openai_support import ACCESS_KEY, Served, submits
@@ -28,20 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 
 
-def _node(*args: str, timeout: float = 90) -> dict[str, Any]:
-    node = shutil.which("node")
-    done = subprocess.run(
-        [node or "node", str(BROWSER_DIR / "browser.mjs"), *args],
-        cwd=BROWSER_DIR,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"browser.mjs {args} failed ({done.returncode}):\n{done.stderr}")
-    return json.loads(lines[-1])
+def _node(*args: str) -> dict[str, Any]:
+    return run_node("browser.mjs", *args, timeout=90, cwd=BROWSER_DIR)
 
 
 def _page_app(bundle: Path) -> flask.Flask:
