@@ -168,16 +168,32 @@ class Relay:
             raise errors.invalid_target_url("it would alter the credentials")
         return prepared
 
+    def open(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """The upstream's answer with its body unread; requests' own exceptions on failure.
+
+        For callers that read the answer themselves and tell failures apart
+        (a queue submit that may or may not have reached the provider);
+        ``send`` turns them into the proxy's 502/504.
+        """
+        prepared = self.prepare(method, url, headers, body)
+        return self.session.send(
+            prepared, stream=True, timeout=timeout or self.timeout, allow_redirects=False
+        )
+
     def send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
     ) -> requests.Response:
         """The upstream's answer with its body still unread; 502/504 when there is none."""
-        prepared = self.prepare(method, url, headers, body)
         host = url.split("/", 3)[2] if url.count("/") >= 2 else url
         try:
-            return self.session.send(
-                prepared, stream=True, timeout=self.timeout, allow_redirects=False
-            )
+            return self.open(method, url, headers, body)
         except requests.Timeout as exc:
             logger.warning(
                 "%s timed out: %s %s (%s)", self.upstream, method, host, type(exc).__name__

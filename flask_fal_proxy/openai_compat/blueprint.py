@@ -178,7 +178,6 @@ class _ImagesAPI:
     def _images(self, results: list[dict[str, Any]], plan: Plan) -> list[dict[str, str]]:
         wanted = sum(plan.batches)
         data: list[dict[str, str]] = []
-        timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
         for result in results:
             images = result.get("images")
             if not isinstance(images, list):
@@ -189,7 +188,7 @@ class _ImagesAPI:
                 if not isinstance(url, str) or len(data) >= wanted:
                     continue
                 if plan.b64:
-                    entry = {"b64_json": image_b64(url, self.runner.relay, timeout)}
+                    entry = {"b64_json": image_b64(url, self.runner.relay)}
                 else:
                     entry = {"url": url}
                 if isinstance(revised, str) and revised and revised != plan.prompt:
@@ -296,10 +295,6 @@ def create_openai_blueprint(
     if not (isinstance(generation_timeout, (int, float)) and 0 < generation_timeout <= 3600):
         raise ValueError("generation_timeout must be between 0 and 3600 seconds")
     outbound = session if session is not None else default_session()
-    cache = SchemaCache(
-        lambda endpoint: fetch_document(outbound, endpoint, (CONNECT_TIMEOUT, READ_TIMEOUT)),
-        schemas,
-    )
     runner = QueueRunner(
         outbound,
         pool,
@@ -307,6 +302,7 @@ def create_openai_blueprint(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
+    cache = SchemaCache(lambda endpoint: fetch_document(runner.relay, endpoint), schemas)
     facade = _ImagesAPI(table, clients, cache, runner)
 
     blueprint = flask.Blueprint(name, __name__, url_prefix=url_prefix or None)

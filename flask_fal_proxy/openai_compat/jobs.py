@@ -122,7 +122,6 @@ class QueueRunner:
         first_poll: float | None = None,
         max_poll: float | None = None,
     ) -> None:
-        self.session = session
         self.keys = keys
         self.relay = Relay(
             session,
@@ -143,11 +142,8 @@ class QueueRunner:
         headers = {"Authorization": f"Key {key}", "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        prepared = self.relay.prepare(method, url, headers, body)
         timeout = (self.connect_timeout, max(0.05, min(self.read_timeout, budget)))
-        with self.session.send(
-            prepared, stream=True, timeout=timeout, allow_redirects=False
-        ) as response:
+        with self.relay.open(method, url, headers, body, timeout) as response:
             raw = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
             if len(raw) > MAX_RESULT_BYTES:
                 raise errors.fal_error(response.status_code, "the answer is too large")
@@ -174,7 +170,7 @@ class QueueRunner:
                 progress.abandon.set()
         failures = [f.exception() for f in futures if f.exception() is not None]
         real = [e for e in failures if not isinstance(e, _Abandoned)]
-        if real or failures:
+        if failures:
             raise (real or failures)[0]
         return [f.result() for f in futures]
 

@@ -50,7 +50,7 @@ def upload_data_uri(data: bytes, field: str) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
-def image_b64(url: str, relay: Relay, timeout: tuple[float, float]) -> str:
+def image_b64(url: str, relay: Relay, timeout: tuple[float, float] | None = None) -> str:
     """The base64 of a result image: decoded from a data URI, or fetched from fal's media."""
     prefix = _DATA_URI.match(url)
     if prefix is not None:
@@ -62,11 +62,8 @@ def image_b64(url: str, relay: Relay, timeout: tuple[float, float]) -> str:
         return payload
     if _MEDIA_URL.fullmatch(url) is None:
         raise errors.image_unavailable("it is not on fal's media hosts")
-    prepared = relay.prepare("GET", url, {"Accept": "image/*"}, None)
     try:
-        with relay.session.send(
-            prepared, stream=True, timeout=timeout, allow_redirects=False
-        ) as response:
+        with relay.open("GET", url, {"Accept": "image/*"}, None, timeout) as response:
             if response.status_code != 200:
                 raise errors.image_unavailable(f"fal's media host answered {response.status_code}")
             data = response.raw.read(MAX_IMAGE_BYTES + 1, decode_content=True)

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import requests
 
+from ..relay import Relay
 from . import errors
 from .registry import Model
 
@@ -163,19 +164,11 @@ def _is_ratio(value: str) -> bool:
     return bool(sep) and left.isdigit() and right.isdigit() and int(left) > 0 and int(right) > 0
 
 
-def fetch_document(
-    session: requests.Session, endpoint: str, timeout: tuple[float, float]
-) -> dict[str, Any]:
+def fetch_document(relay: Relay, endpoint: str) -> dict[str, Any]:
     """fal's queue OpenAPI document for ``endpoint``; public, so no key is sent."""
     url = OPENAPI_URL + quote(endpoint, safe="/")
     try:
-        response = session.get(
-            url,
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
-        )
+        response = relay.open("GET", url, {"Accept": "application/json"})
     except requests.RequestException as exc:
         raise DocumentUnavailable(f"unreachable ({type(exc).__name__})") from None
     with response:
