@@ -73,7 +73,7 @@ def fal_key_from_app_or_env(request: flask.Request) -> str | None:
     return f"Key {key}" if key else None
 
 
-def _as_tuple(name: str, value: Sequence[str]) -> tuple[str, ...]:
+def as_string_tuple(name: str, value: Sequence[str]) -> tuple[str, ...]:
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a sequence of strings, not a single string")
     items = tuple(value)
@@ -83,9 +83,25 @@ def _as_tuple(name: str, value: Sequence[str]) -> tuple[str, ...]:
     return items
 
 
-def _positive_number(name: str, value: object) -> None:
+def checked_forward_headers(
+    name: str, values: Sequence[str], also_forbidden: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """Lower-cased header names a route may forward; never credentials or hop-by-hop ones."""
+    headers = tuple(h.lower() for h in as_string_tuple(name, values))
+    for header in headers:
+        if header in FORBIDDEN_FORWARD_HEADERS or header in also_forbidden or not is_token(header):
+            raise ValueError(f"{name} cannot include {header!r}")
+    return headers
+
+
+def check_positive_number(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int")
 
 
 @dataclass(frozen=True)
@@ -116,34 +132,32 @@ class ProxyConfig:
         set_(
             self,
             "allowed_url_patterns",
-            _as_tuple("allowed_url_patterns", self.allowed_url_patterns),
+            as_string_tuple("allowed_url_patterns", self.allowed_url_patterns),
         )
-        set_(self, "allowed_endpoints", _as_tuple("allowed_endpoints", self.allowed_endpoints))
-        headers = tuple(
-            h.lower() for h in _as_tuple("forward_request_headers", self.forward_request_headers)
+        set_(
+            self, "allowed_endpoints", as_string_tuple("allowed_endpoints", self.allowed_endpoints)
         )
-        for name in headers:
-            if name in FORBIDDEN_FORWARD_HEADERS or not _is_token(name):
-                raise ValueError(f"forward_request_headers cannot include {name!r}")
-        set_(self, "forward_request_headers", headers)
+        set_(
+            self,
+            "forward_request_headers",
+            checked_forward_headers("forward_request_headers", self.forward_request_headers),
+        )
         if not isinstance(self.allow_unauthorized_requests, bool):
             raise ValueError("allow_unauthorized_requests must be a bool")
         for name in ("is_authenticated", "resolve_fal_auth"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ValueError(f"{name} must be callable or None")
-        if (
-            isinstance(self.max_request_body_bytes, bool)
-            or not isinstance(self.max_request_body_bytes, int)
-            or self.max_request_body_bytes <= 0
-        ):
-            raise ValueError("max_request_body_bytes must be a positive int")
-        _positive_number("connect_timeout", self.connect_timeout)
-        _positive_number("read_timeout", self.read_timeout)
+        check_positive_int("max_request_body_bytes", self.max_request_body_bytes)
+        check_positive_number("connect_timeout", self.connect_timeout)
+        check_positive_number("read_timeout", self.read_timeout)
         set_(
             self,
             "allowed_origins",
-            tuple(_normalize_origin(o) for o in _as_tuple("allowed_origins", self.allowed_origins)),
+            tuple(
+                normalize_origin(o)
+                for o in as_string_tuple("allowed_origins", self.allowed_origins)
+            ),
         )
         # Compiling here both validates the globs and keeps it off the request path.
         self._compiled["urls"] = compile_patterns(self.allowed_url_patterns)
@@ -169,7 +183,7 @@ class ProxyConfig:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _normalize_origin(value: str) -> str:
+def normalize_origin(value: str) -> str:
     """An allowed origin in the form a browser writes it in ``Origin``.
 
     Browsers send ``scheme://host[:port]`` in lowercase and leave out the
@@ -211,5 +225,5 @@ def _normalize_origin(value: str) -> str:
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
-def _is_token(name: str) -> bool:
+def is_token(name: str) -> bool:
     return bool(name) and all(c in _TOKEN_CHARS for c in name)

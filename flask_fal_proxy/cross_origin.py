@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .config import _as_tuple, _normalize_origin
+from .config import as_string_tuple, normalize_origin
 
 if TYPE_CHECKING:
     import flask
@@ -69,11 +69,11 @@ def allow_browser_origins(
         from flask_cors import CORS
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise ImportError("allow_browser_origins needs: pip install flask-fal-proxy[cors]") from exc
-    allowed = [_normalize_origin(o) for o in _as_tuple("origins", origins)]
+    allowed = [normalize_origin(o) for o in as_string_tuple("origins", origins)]
     if not allowed:
         raise ValueError("origins cannot be empty")
     resources = {}
-    for route in _as_tuple("routes", routes):
+    for route in as_string_tuple("routes", routes):
         if not route.startswith("/") or route.endswith("/"):
             raise ValueError(f"route must start with '/' and not end with one, got {route!r}")
         resources[rf"{re.escape(route)}(?:/.*)?\Z"] = {}

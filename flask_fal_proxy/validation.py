@@ -31,6 +31,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "Target",
     "check_json",
+    "is_header_value",
     "load_json",
     "parse_target_url",
     "path_problem",
@@ -148,6 +149,18 @@ def parse_target_url(value: str) -> Target:
     if problem:
         raise errors.invalid_target_url(problem)
     return Target(url=value, host=host, path=path, query=query)
+
+
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
+def is_header_value(value: str) -> bool:
+    """Printable ASCII without edge whitespace: a credential that is safe to send.
+
+    requests would refuse anything else too, but with the value (a key) in
+    its error message; checking first keeps the key out of every log line.
+    """
+    return _HEADER_VALUE.fullmatch(value) is not None
 
 
 def is_json_media_type(content_type: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,9 +22,11 @@ from ..config import (
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     DEFAULT_READ_TIMEOUT,
     IsAuthenticated,
-    _positive_number,
+    check_positive_int,
+    check_positive_number,
 )
 from ..relay import Relay, connection_tokens
+from ..validation import is_header_value
 from .outbound import outbound_headers, read_body, requested_path, requested_query
 from .spec import ProviderSpec, checked_methods, checked_paths, provider_spec
 
@@ -34,7 +35,6 @@ __all__ = ["create_provider_blueprint"]
 logger = logging.getLogger("flask_fal_proxy")
 
 _VIEW = "proxy"
-_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
 class _ProviderView:
@@ -74,7 +74,7 @@ class _ProviderView:
                 spec.name, f"set {spec.key_env} in app.config or the environment, or pass api_key"
             )
         value = f"{spec.key_prefix}{key}"
-        if _HEADER_VALUE.fullmatch(value) is None:
+        if not is_header_value(value):
             raise errors.invalid_credentials(spec.name, spec.key_env)
         return value
 
@@ -150,14 +150,9 @@ def create_provider_blueprint(
         )
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty string or None")
-    if (
-        isinstance(max_request_body_bytes, bool)
-        or not isinstance(max_request_body_bytes, int)
-        or max_request_body_bytes <= 0
-    ):
-        raise ValueError("max_request_body_bytes must be a positive int")
-    _positive_number("connect_timeout", connect_timeout)
-    _positive_number("read_timeout", read_timeout)
+    check_positive_int("max_request_body_bytes", max_request_body_bytes)
+    check_positive_number("connect_timeout", connect_timeout)
+    check_positive_number("read_timeout", read_timeout)
     if allow_unauthorized_requests:
         logger.warning(
             "%s proxy %r: allow_unauthorized_requests is True, anyone who can reach the "

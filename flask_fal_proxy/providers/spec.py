@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..config import FORBIDDEN_FORWARD_HEADERS, _as_tuple, _is_token
+from ..config import (
+    FORBIDDEN_FORWARD_HEADERS,
+    as_string_tuple,
+    checked_forward_headers,
+    is_token,
+)
 from ..policy import compile_patterns
 from ..validation import path_problem
 
@@ -69,21 +74,12 @@ def _checked_base_url(value: str) -> str:
 
 
 def _checked_headers(name: str, values: Sequence[str], auth_header: str) -> tuple[str, ...]:
-    headers = tuple(h.lower() for h in _as_tuple(name, values))
-    for header in headers:
-        if (
-            header in FORBIDDEN_FORWARD_HEADERS
-            or header in CREDENTIAL_HEADERS
-            or header == auth_header
-            or not _is_token(header)
-        ):
-            raise ValueError(f"{name} cannot include {header!r}")
-    return headers
+    return checked_forward_headers(name, values, CREDENTIAL_HEADERS | {auth_header})
 
 
 def checked_methods(values: Sequence[str]) -> tuple[str, ...]:
     """Upper-cased methods, each one a route may serve; ``ValueError`` otherwise."""
-    methods = tuple(m.upper() for m in _as_tuple("allowed_methods", values))
+    methods = tuple(m.upper() for m in as_string_tuple("allowed_methods", values))
     for method in methods:
         if method not in SUPPORTED_METHODS:
             raise ValueError(f"allowed_methods cannot include {method!r}")
@@ -92,7 +88,7 @@ def checked_methods(values: Sequence[str]) -> tuple[str, ...]:
 
 def checked_paths(values: Sequence[str]) -> tuple[tuple[str, ...], Callable[[str], bool]]:
     """The globs without leading slashes, and their compiled matcher."""
-    paths = tuple(p.lstrip("/") for p in _as_tuple("allowed_paths", values))
+    paths = tuple(p.lstrip("/") for p in as_string_tuple("allowed_paths", values))
     return paths, compile_patterns(paths)
 
 
@@ -127,7 +123,7 @@ class ProviderSpec:
                 raise ValueError(f"{attribute} must be an identifier, got {value!r}")
         set_(self, "base_url", _checked_base_url(self.base_url))
         auth = self.auth_header.lower() if isinstance(self.auth_header, str) else ""
-        if not _is_token(auth) or auth in FORBIDDEN_FORWARD_HEADERS - {"authorization"}:
+        if not is_token(auth) or auth in FORBIDDEN_FORWARD_HEADERS - {"authorization"}:
             raise ValueError(f"auth_header cannot be {self.auth_header!r}")
         set_(self, "auth_header", auth)
         if not isinstance(self.key_prefix, str) or any(
