@@ -15,13 +15,13 @@ from werkzeug.wrappers import Response
 
 from ._version import __version__
 from .policy import TARGET_URL_HEADER
-from .relay import Relay, connection_tokens, default_session
+from .relay import Relay, connection_tokens, default_session, pick_headers
 from .validation import Target
 
 __all__ = ["Forwarder", "connection_tokens", "default_session", "outbound_headers"]
 
 CLIENT_PROXY_HEADER = f"flask-fal-proxy/{__version__}"
-_PASSTHROUGH_REQUEST = ("content-type", "accept", "user-agent")
+_NOT_FORWARDED = frozenset({TARGET_URL_HEADER})
 
 
 def outbound_headers(
@@ -31,14 +31,9 @@ def outbound_headers(
     connection_tokens: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """The headers fal receives: a short allow-list, never the browser's credentials."""
-    wanted = set(_PASSTHROUGH_REQUEST).union(extra)
-    headers: dict[str, str] = {}
-    for name, value in incoming:
-        lower = name.lower()
-        if lower in connection_tokens or lower == TARGET_URL_HEADER:
-            continue
-        if lower.startswith("x-fal-") or lower in wanted:
-            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+    headers = pick_headers(
+        incoming, tuple(extra), connection_tokens, prefix="x-fal-", skip=_NOT_FORWARDED
+    )
     headers["authorization"] = authorization
     headers["x-fal-client-proxy"] = CLIENT_PROXY_HEADER
     return headers

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
 
 import requests
@@ -32,7 +33,14 @@ from werkzeug.wrappers import Response
 
 from . import errors
 
-__all__ = ["HOP_BY_HOP", "Relay", "connection_tokens", "default_session"]
+__all__ = [
+    "HOP_BY_HOP",
+    "PASSTHROUGH_REQUEST_HEADERS",
+    "Relay",
+    "connection_tokens",
+    "default_session",
+    "pick_headers",
+]
 
 logger = logging.getLogger("flask_fal_proxy")
 
@@ -108,6 +116,42 @@ def connection_tokens(headers: Mapping[str, str]) -> set[str]:
     """Header names a ``Connection`` header makes hop-by-hop for this message."""
     value = headers.get("Connection", "")
     return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+# Request headers every face passes on: what the body is, what the client
+# accepts, and who it is.
+PASSTHROUGH_REQUEST_HEADERS = frozenset({"content-type", "accept", "user-agent"})
+
+
+@lru_cache(maxsize=64)
+def _wanted(extra: tuple[str, ...]) -> frozenset[str]:
+    return PASSTHROUGH_REQUEST_HEADERS.union(extra)
+
+
+def pick_headers(
+    incoming: Iterable[tuple[str, str]],
+    extra: tuple[str, ...] = (),
+    connection_tokens: AbstractSet[str] = frozenset(),
+    *,
+    prefix: str | None = None,
+    skip: AbstractSet[str] = frozenset(),
+) -> dict[str, str]:
+    """The client's headers a face forwards: an allow-list, lower-cased, repeats joined.
+
+    Allowed are the pass-through headers, the face's ``extra`` ones and, if
+    given, those starting with ``prefix``; never one the client's own
+    ``Connection`` header names, nor one in ``skip``. The face then adds
+    its credential header itself.
+    """
+    wanted = _wanted(extra)
+    headers: dict[str, str] = {}
+    for name, value in incoming:
+        lower = name.lower()
+        if lower in connection_tokens or lower in skip:
+            continue
+        if lower in wanted or (prefix is not None and lower.startswith(prefix)):
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+    return headers
 
 
 class Relay:

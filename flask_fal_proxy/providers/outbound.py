@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .. import errors
+from ..relay import pick_headers
 from ..validation import check_json, has_body, is_json_media_type, path_problem, query_problem
 from ..validation import read_body as read_capped_body
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["outbound_headers", "read_body", "requested_path", "requested_query"]
 
-_PASSTHROUGH_REQUEST = ("content-type", "accept", "user-agent")
 # Upload formats passed through byte for byte (ElevenLabs speech-to-text,
 # OpenAI audio); anything else that is not JSON is refused with a 415.
 _UPLOAD_TYPES = ("multipart/form-data", "application/octet-stream")
@@ -65,16 +65,11 @@ def outbound_headers(
     incoming: Iterable[tuple[str, str]],
     auth_header: str,
     credential: str,
-    forwarded: Iterable[str],
+    forwarded: tuple[str, ...],
     connection_tokens: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, str]:
     """The headers a provider receives: a short allow-list and the server's key."""
-    wanted = set(_PASSTHROUGH_REQUEST).union(forwarded)
-    headers: dict[str, str] = {}
-    for name, value in incoming:
-        lower = name.lower()
-        if lower in wanted and lower not in connection_tokens:
-            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+    headers = pick_headers(incoming, forwarded, connection_tokens)
     headers[auth_header] = credential
     return headers
 
