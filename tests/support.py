@@ -118,3 +118,22 @@ def check_generated_section(
         "docs/COMPATIBILITY.md is out of date: run "
         'FAL_PROXY_UPDATE_COMPAT=1 scripts/test -k "compat or server_proxy" and review the diff'
     )
+
+
+class ServedApp:
+    """A WSGI app in a threaded werkzeug server on 127.0.0.1, as SDKs and browsers need."""
+
+    def __init__(self, app: Callable[..., object]) -> None:
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-import flask
 import openai
-from werkzeug.serving import make_server
+from support import ServedApp
 
 from flask_fal_proxy.testing import OPENAI_MODELS, FakeFal
 
@@ -21,16 +19,8 @@ SECRETS = (FAL_KEY, SECOND_KEY, THIRD_KEY, REVOKED_KEY, LIMITED_KEY, ACCESS_KEY)
 MODELS = {**OPENAI_MODELS, "missing": "fal-ai/no-such-model"}
 
 
-class Served:
-    """A Flask app on 127.0.0.1 in a thread of this process."""
-
-    def __init__(self, app: flask.Flask) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+class Served(ServedApp):
+    """The facade on 127.0.0.1, with an ``openai`` client pointed at it."""
 
     def client(self, api_key: str = ACCESS_KEY, max_retries: int = 0) -> openai.OpenAI:
         return openai.OpenAI(
@@ -40,11 +30,6 @@ class Served:
             timeout=30,
             http_client=openai.DefaultHttpxClient(trust_env=False),
         )
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def submits(fal: FakeFal, endpoint: str | None = None) -> list[Any]:
