@@ -207,12 +207,6 @@ def install_safety_net(
     from flask import request
 
     def unexpected(exc: Exception) -> Response:
-        if isinstance(exc, ProxyError):
-            if exc.log_line:
-                logger.error("%s", exc.log_line)
-            else:
-                logger.warning("rejected %s request: %s (%d)", request.method, exc.code, exc.status)
-            return respond(exc)
         if isinstance(exc, HTTPException) and exc.code is not None:
             # A rate limiter's 429 (Flask-Limiter raises it from a before-request
             # hook) gets its own code; its Retry-After is added after this.
@@ -220,10 +214,13 @@ def install_safety_net(
             for name, value in exc.get_headers():
                 if name.lower() in ("allow", "retry-after", "www-authenticate"):
                     refusal.headers[name] = value
-            logger.warning(
-                "rejected %s request: %s (%d)", request.method, refusal.code, refusal.status
-            )
-            return respond(refusal)
+            exc = refusal
+        if isinstance(exc, ProxyError):
+            if exc.log_line:
+                logger.error("%s", exc.log_line)
+            else:
+                logger.warning("rejected %s request: %s (%d)", request.method, exc.code, exc.status)
+            return respond(exc)
         logger.error(
             "%s: unexpected %s at %s; answered 500",
             blueprint.name,
