@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
@@ -250,6 +251,11 @@ def check_json(body: bytes) -> None:
     than its bytes. Depth is counted without recursion, and only for a body
     that has enough brackets to exceed the limit at all.
     """
+    _parse(_checked_text(body), str, str)
+
+
+def _checked_text(body: bytes) -> str:
+    """The body as text, if it is UTF-8 without a BOM and not nested too deep."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -259,8 +265,14 @@ def check_json(body: bytes) -> None:
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
         if _nesting_depth(text) > MAX_JSON_DEPTH:
             raise errors.invalid_json(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
+    return text
+
+
+def _parse(text: str, parse_int: Callable[[str], Any], parse_float: Callable[[str], Any]) -> Any:
     try:
-        json.loads(text, parse_constant=_refuse_constant, parse_int=str, parse_float=str)
+        return json.loads(
+            text, parse_constant=_refuse_constant, parse_int=parse_int, parse_float=parse_float
+        )
     except _NonStandardConstant as exc:
         raise errors.invalid_json(f"{exc} is not a JSON value (RFC 8259)") from None
     except json.JSONDecodeError as exc:
@@ -276,19 +288,6 @@ def check_json(body: bytes) -> None:
 MAX_INTEGER_DIGITS = 1000
 
 
-def _read_int(text: str) -> int:
-    if len(text) > MAX_INTEGER_DIGITS:
-        raise errors.number_out_of_range(f"an integer has more than {MAX_INTEGER_DIGITS} digits")
-    return int(text)
-
-
-def _read_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise errors.number_out_of_range(f"{text[:20]} does not fit a double")
-    return value
-
-
 def load_json(body: bytes) -> Any:
     """``body`` checked as by :func:`check_json`, then parsed into Python values.
 
@@ -297,5 +296,23 @@ def load_json(body: bytes) -> Any:
     integers over 4,300 digits, and ``1e400`` would become ``inf``, which no
     JSON encoder may send on): they are a 400 ``number_out_of_range``.
     """
-    check_json(body)
-    return json.loads(body, parse_int=_read_int, parse_float=_read_float)
+    # Out-of-range numbers are noted and reported once the whole text has
+    # parsed, so a syntax error anywhere still answers invalid_json first.
+    out_of_range: list[str] = []
+
+    def read_int(digits: str) -> int:
+        if len(digits) > MAX_INTEGER_DIGITS:
+            out_of_range.append(f"an integer has more than {MAX_INTEGER_DIGITS} digits")
+            return 0
+        return int(digits)
+
+    def read_float(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):
+            out_of_range.append(f"{number[:20]} does not fit a double")
+        return value
+
+    value = _parse(_checked_text(body), read_int, read_float)
+    if out_of_range:
+        raise errors.number_out_of_range(out_of_range[0])
+    return value
