@@ -17,7 +17,13 @@ from urllib.parse import quote
 
 from .. import errors
 from ..relay import pick_headers
-from ..validation import check_json, has_body, is_json_media_type, path_problem, query_problem
+from ..validation import (
+    has_body,
+    is_json_media_type,
+    path_problem,
+    query_problem,
+    read_json_body,
+)
 from ..validation import read_body as read_capped_body
 
 if TYPE_CHECKING:
@@ -81,10 +87,7 @@ def read_body(request: flask.Request, limit: int) -> bytes | None:
     content_type = request.headers.get("Content-Type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if is_json_media_type(content_type):
-        body = read_capped_body(request, limit)
-        if body is not None:
-            check_json(body)
-        return body
+        return read_json_body(request, limit)
     if media_type in _UPLOAD_TYPES or media_type.startswith("audio/"):
         return read_capped_body(request, limit)
     raise errors.unsupported_media_type("application/json, multipart/form-data or audio")
