@@ -61,5 +61,22 @@ def _key_never_logged(
         assert TEST_KEY not in record.getMessage(), record.getMessage()
 
 
+@pytest.fixture
+def serve_app() -> Iterator[Callable[..., Any]]:
+    """Serve apps on 127.0.0.1 for one test (``serve_app(app, kind=ServedApp)``), then stop them."""
+    from support import ServedApp  # after register_assert_rewrite above
+
+    started: list[ServedApp] = []
+
+    def start(app: flask.Flask, kind: type[ServedApp] = ServedApp) -> ServedApp:
+        served = kind(app)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
 def target(url: str) -> dict[str, str]:
     return {"x-fal-target-url": url}

@@ -63,9 +63,8 @@ def _no_secret_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 @pytest.fixture
-def serve(fal: FakeFal) -> Iterator[Callable[..., Served]]:
+def serve(fal: FakeFal, serve_app: Callable[..., Served]) -> Callable[..., Served]:
     """Serve a blueprint made with these overrides; stopped after the test."""
-    started: list[Served] = []
 
     def start(**overrides: Any) -> Served:
         overrides.setdefault("models", MODELS)
@@ -74,13 +73,9 @@ def serve(fal: FakeFal) -> Iterator[Callable[..., Served]]:
         overrides.setdefault("session", fal.session())
         app = flask.Flask("openai-facade-under-test")
         app.register_blueprint(create_openai_blueprint(**overrides))
-        served = Served(app)
-        started.append(served)
-        return served
+        return serve_app(app, Served)
 
-    yield start
-    for served in started:
-        served.stop()
+    return start
 
 
 @pytest.fixture

@@ -68,17 +68,8 @@ def served(anthropic_fake: FakeAnthropic, elevenlabs_fake: FakeElevenLabs) -> It
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[flask.Flask], Served]]:
-    started: list[Served] = []
-
-    def start(app: flask.Flask) -> Served:
-        served = Served(app)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop()
+def serve(serve_app: Callable[..., Served]) -> Callable[[flask.Flask], Served]:
+    return serve_app
 
 
 @pytest.fixture(autouse=True)
