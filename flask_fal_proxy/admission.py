@@ -70,15 +70,18 @@ class Observer(Protocol):
 
     ``admit`` runs after every check of the face and before anything is
     sent, and may refuse by raising a ``ProxyError`` (``budget_exceeded``).
-    ``response`` sees each upstream answer's status and headers as they
-    arrive (several for the facade's queue jobs); ``chunk`` sees each piece
+    ``response`` sees each upstream answer's request line, status and
+    headers as they arrive (several for the facade's queue jobs, from
+    several threads); ``chunk`` sees each piece
     of a relayed body as it passes (never buffered); ``finish`` runs once,
     after the last byte, after a refusal, or when the client went away.
     """
 
     def admit(self, call: Call, request: flask.Request) -> None: ...
 
-    def response(self, call: Call, status: int, headers: Mapping[str, str]) -> None: ...
+    def response(
+        self, call: Call, method: str, url: str, status: int, headers: Mapping[str, str]
+    ) -> None: ...
 
     def chunk(self, call: Call, data: bytes) -> None: ...
 
