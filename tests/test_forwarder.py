@@ -107,7 +107,8 @@ def test_a_url_requests_would_rewrite_is_never_sent(forwarder, url):
 def test_bodyless_statuses_and_head_have_no_body(forwarder):
     responses.get(URL, status=204)
     responses.head(URL, status=200, headers={"Content-Type": "application/json"})
-    assert list(forwarder.forward_target("GET", parse_target_url(URL), headers(), None).response) == []
+    answer = forwarder.forward_target("GET", parse_target_url(URL), headers(), None)
+    assert list(answer.response) == []
     head = forwarder.forward_target("HEAD", parse_target_url(URL), headers(), None)
     assert list(head.response) == [] and head.headers["Content-Type"] == "application/json"
 
