@@ -15,7 +15,7 @@ knowing about it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -193,6 +193,8 @@ class Face:
     upstream: str = "fal"
     relay: Relay | None = None
     cross_origin_protection: bool = True
+    # How the face words the relay's neutral "URL would be altered" refusal.
+    altered_url: Callable[[str], ProxyError] = staticmethod(errors.invalid_path)
 
     # --- the face's rules -----------------------------------------------------
     def check_origin(self, request: flask.Request) -> None:
@@ -235,6 +237,8 @@ class Face:
         return self.relay.relay(upstream, outbound.method)
 
     def render(self, error: ProxyError) -> Response:
+        if error.code == "url_would_be_altered":
+            error = self.altered_url("it would be altered before sending")
         return error.get_response()
 
     # --- the path ---------------------------------------------------------------

@@ -72,6 +72,7 @@ def _origin_allowed(request: flask.Request, allowed: frozenset[str]) -> bool:
 
 class _FalFace(Face):
     upstream = "fal"
+    altered_url = staticmethod(errors.invalid_target_url)
 
     def __init__(self, name: str, config: ProxyConfig, relay: Relay) -> None:
         self.name = name
@@ -131,11 +132,6 @@ class _FalFace(Face):
             self.config.forward_request_headers,
             connection_tokens(request.headers),
         )
-
-    def render(self, error: errors.ProxyError) -> flask.Response:
-        if error.code == "url_would_be_altered":
-            error = errors.invalid_target_url("it would be altered before sending")
-        return error.get_response()  # type: ignore[return-value]
 
 
 def create_blueprint(

@@ -87,6 +87,8 @@ class ProviderConfig(FaceLimits):
 
 
 class _ProviderFace(Face):
+    altered_url = staticmethod(errors.invalid_path)
+
     def __init__(self, name: str, config: ProviderConfig, relay: Relay) -> None:
         self.name = name
         self.config = config
@@ -132,11 +134,6 @@ class _ProviderFace(Face):
             self.spec.forward_request_headers,
             connection_tokens(request.headers),
         )
-
-    def render(self, error: errors.ProxyError) -> flask.Response:
-        if error.code == "url_would_be_altered":
-            error = errors.invalid_path("it would be altered before sending")
-        return error.get_response()  # type: ignore[return-value]
 
 
 def provider_blueprint(
