@@ -255,7 +255,15 @@ def as_refusal(exc: BaseException, face: str) -> ProxyError:
     if _is_client_disconnect(exc):
         return incomplete_body()
     logger.error("%s: unexpected %s at %s; answered 500", face, type(exc).__name__, _origin(exc))
-    return internal_error()
+    return _Unexpected()
+
+
+class _Unexpected(ProxyError):
+    """The 500 of an exception that was logged where it was caught, not again."""
+
+    def __init__(self) -> None:
+        error = internal_error()
+        super().__init__(error.status, error.code, error.message)
 
 
 def _is_client_disconnect(exc: BaseException) -> bool:
@@ -288,7 +296,8 @@ def install_safety_net(
 
     def unexpected(exc: Exception) -> Response:
         refusal = as_refusal(exc, blueprint.name)
-        log_refusal(refusal, blueprint.name)
+        if not isinstance(refusal, _Unexpected):
+            log_refusal(refusal, blueprint.name)
         if on_refusal is not None:
             on_refusal(refusal)
         return render(refusal)

@@ -191,3 +191,20 @@ def test_slow_large_upload_arrives_whole_while_other_calls_are_served(stack):
     assert time.monotonic() - started > 0.7
     assert status_of(result["raw"]) == 200
     assert body_json(result["raw"]) == {"received": len(body)}
+
+
+def test_a_reset_in_the_middle_of_the_body_is_the_clients_error_not_ours(stack):
+    # Under gunicorn+gevent, 500 such resets once wrote 500 ERROR lines.
+    from faultkit import reset
+
+    before = echo_calls(stack)
+    log_before = len(stack.proxy.text())
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=10)
+        sock.sendall(HEAD + TARGET + JSON + b'Content-Length: 100000\r\n\r\n{"a":' + b"1" * 500)
+        time.sleep(0.01)
+        reset(sock)
+    time.sleep(0.5)
+    log = stack.proxy.text()[log_before:]
+    assert "ERROR" not in log and "unexpected" not in log, log[-2000:]
+    assert echo_calls(stack) == before
