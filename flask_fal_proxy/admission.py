@@ -268,8 +268,12 @@ class Face:
         flask.g._fal_proxy_call = None
         return _recorded(response, call, watchers)
 
-    def refused(self, error: ProxyError) -> None:
-        """Record a refusal for the observers: the safety net calls this once per refusal."""
+    def refused(self, error: ProxyError, status: int) -> None:
+        """Record a refusal for the observers: the safety net calls this once per refusal.
+
+        ``status`` is the one the client got, which the face's shape may set
+        apart from the error's (the facade answers ``budget_exceeded`` with 429).
+        """
         app = flask.current_app
         watchers = observers(app)
         if not watchers:
@@ -278,7 +282,7 @@ class Face:
         flask.g._fal_proxy_call = None
         if call is None:
             call = Call(self.name, self.upstream, flask.request.method)
-        call.status = error.status
+        call.status = status
         call.refusal = error.code
         _finish(call, watchers)
 

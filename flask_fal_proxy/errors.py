@@ -282,7 +282,7 @@ Render = Callable[[ProxyError], Response]
 def install_safety_net(
     blueprint: flask.Blueprint,
     render: Render = ProxyError.get_response,
-    on_refusal: Callable[[ProxyError], None] | None = None,
+    on_refusal: Callable[[ProxyError, int], None] | None = None,
 ) -> None:
     """Answer whatever escapes a view of ``blueprint`` in the face's own error shape.
 
@@ -290,17 +290,19 @@ def install_safety_net(
     500 with the traceback in the log, and a traceback's locals and messages
     can hold headers, bodies or keys. Here it becomes a JSON 500 and one log
     line with the exception's type and where it was raised. Every refusal is
-    logged once, by :func:`log_refusal`, and handed to ``on_refusal`` (the
-    admission path records it for the observers).
+    logged once, by :func:`log_refusal`, and handed to ``on_refusal`` with
+    the status it was answered with (the admission path records it for the
+    observers).
     """
 
     def unexpected(exc: Exception) -> Response:
         refusal = as_refusal(exc, blueprint.name)
         if not isinstance(refusal, _Unexpected):
             log_refusal(refusal, blueprint.name)
+        response = render(refusal)
         if on_refusal is not None:
-            on_refusal(refusal)
-        return render(refusal)
+            on_refusal(refusal, response.status_code)
+        return response
 
     blueprint.register_error_handler(Exception, unexpected)
 
@@ -313,7 +315,7 @@ def install_routing_errors(
     prefix: str,
     render: Render = ProxyError.get_response,
     upstream: str = "fal",
-    on_refusal: Callable[[ProxyError], None] | None = None,
+    on_refusal: Callable[[ProxyError, int], None] | None = None,
     *,
     exact: bool = False,
 ) -> None:
@@ -349,6 +351,7 @@ def install_routing_errors(
         else:
             return None
         log_refusal(refusal, blueprint.name)
+        response = render(refusal)
         if on_refusal is not None:
-            on_refusal(refusal)
-        return render(refusal)
+            on_refusal(refusal, response.status_code)
+        return response

@@ -214,4 +214,7 @@ def test_an_observer_can_refuse_before_anything_is_sent(app, fake):
     assert quota.json["error"]["type"] == quota.json["error"]["code"] == "insufficient_quota"
     # Only the facade's free schema fetch reached fal; no paid call did.
     assert [c.host for c in fake.calls] == ["fal.ai"]
-    assert [e[:3] for e in recorder.events] == [("finish", 402, "budget_exceeded")] * 2
+    assert [e[:3] for e in recorder.events] == [
+        ("finish", 402, "budget_exceeded"),
+        ("finish", 429, "budget_exceeded"),
+    ]
