@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import flask
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -73,6 +72,10 @@ TOKENS_NOTE = "tokens"
 RELEASED_NOTE = "released_usd"
 COST_ENDPOINT_NOTE = "cost_endpoint"
 _IN_FLIGHT_NOTE = "metrics.in_flight"
+
+# What generate_latest writes for names like these, and what every scraper reads
+# (newer prometheus_client versions label it 1.0.0, which older scrapers do not know).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # From a fast refusal to a long synchronous generation or status stream.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -294,6 +297,6 @@ def metrics_response(registry: CollectorRegistry | None = None) -> flask.Respons
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     body = generate_latest(registry if registry is not None else REGISTRY)
-    response = flask.Response(body, status=200, content_type=CONTENT_TYPE_LATEST)
+    response = flask.Response(body, status=200, content_type=CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     return response
