@@ -81,6 +81,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 _MAX_LABEL_LENGTH = 120
+# A call refused before its face knew its target.
+_NO_ENDPOINT = "none"
 _QUEUE_REQUEST = re.compile(r"^(?P<app>.+?)/requests/[^/]+(?:/.*)?$")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -98,7 +100,7 @@ def endpoint_label(upstream: str, endpoint: str) -> str:
         if match:
             label = match.group("app")
     label = _UUID.sub("{id}", label)
-    return label[:_MAX_LABEL_LENGTH] or "none"
+    return label[:_MAX_LABEL_LENGTH] or _NO_ENDPOINT
 
 
 class _BoundedValues:
@@ -213,9 +215,7 @@ def _register(registry: CollectorRegistry) -> _Metrics:
 
 
 def _multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
-        "prometheus_multiproc_dir"
-    )
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
 def _money(value: Any) -> float:
@@ -253,7 +253,9 @@ class MetricsObserver:
         admitted = bool(call.notes.pop(_IN_FLIGHT_NOTE, False))
         if admitted:
             m.in_flight.labels(call.face).dec()
-        endpoint = m.endpoints.label(endpoint_label(call.upstream, call.endpoint), admitted)
+        endpoint = endpoint_label(call.upstream, call.endpoint)
+        if endpoint != _NO_ENDPOINT:
+            endpoint = m.endpoints.label(endpoint, admitted)
         status = str(call.status) if call.status is not None else "none"
         m.calls.labels(call.face, call.upstream, endpoint, status).inc()
         if call.refusal is not None:

@@ -1,42 +1,36 @@
-"""The app gunicorn serves in the live Prometheus test: metered calls and the metrics route.
+"""The app gunicorn serves in the live Prometheus test: the fal route, metered, and its metrics.
 
 Loaded in each worker process by gunicorn ("metrics_app:create_app()"), so
-everything comes from the environment. ``POST /call/<endpoint>`` plays one
-call through the app's observers as the admission core does (admitted, or
-refused with ``?refuse=<code>``); every answer names the worker that served it.
+everything comes from the environment: the fal route sends to the test's
+FakeFal through a loopback session, and the metrics observer is registered
+on the app as ``track_usage`` does. Every answer names the worker that
+served it, so the test can tell that both workers took calls and scrapes.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import flask
 
-from flask_fal_proxy.admission import Call, add_observer, observers
+from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.admission import add_observer
+from flask_fal_proxy.testing import loopback_session
 from flask_fal_proxy.usage.metrics import MetricsObserver, metrics_response
 
 
 def create_app() -> flask.Flask:
     app = flask.Flask("metrics-under-test")
+    app.config["FAL_KEY"] = os.environ["METRICS_TEST_FAL_KEY"]
+    session = loopback_session(int(os.environ["METRICS_TEST_FAL_PORT"]))
+    app.register_blueprint(
+        create_blueprint(
+            session=session,
+            allowed_endpoints=["fal-ai/flux/*"],
+            allow_unauthorized_requests=True,
+        )
+    )
     add_observer(app, MetricsObserver())
-
-    @app.post("/call/<path:endpoint>")
-    def call(endpoint: str) -> flask.Response:
-        record = Call(face="fal_proxy", upstream="fal", method="POST", endpoint=endpoint)
-        refusal = flask.request.args.get("refuse")
-        if refusal:
-            record.status, record.refusal = 403, refusal
-        else:
-            for observer in observers(app):
-                observer.admit(record, flask.request)
-            record.status = 200
-            record.notes.update(cost_usd=0.01, estimated=False)
-        record.finished = time.monotonic()
-        for observer in observers(app):
-            observer.finish(record)
-        return flask.jsonify(status=record.status)
-
     app.add_url_rule("/metrics", "metrics", metrics_response)
 
     @app.after_request

@@ -183,14 +183,17 @@ def test_endpoint_and_model_labels_stay_bounded(registry: CollectorRegistry) -> 
 
     endpoints = label_values(samples, "flask_fal_proxy_calls_total", "endpoint")
     assert len(endpoints) == MAX_LABEL_VALUES + 1
-    assert value(
-        samples,
-        "flask_fal_proxy_calls_total",
-        face="anthropic_proxy",
-        upstream="anthropic",
-        endpoint="other",
-        status="200",
-    ) == extra
+    assert (
+        value(
+            samples,
+            "flask_fal_proxy_calls_total",
+            face="anthropic_proxy",
+            upstream="anthropic",
+            endpoint="other",
+            status="200",
+        )
+        == extra
+    )
     models = label_values(samples, "flask_fal_proxy_tokens_total", "model")
     assert len(models) == MAX_LABEL_VALUES + 1
     other = dict(upstream="anthropic", model="other")
@@ -217,9 +220,12 @@ def test_refused_calls_cannot_use_up_the_endpoint_labels(registry: CollectorRegi
     }
     assert total(samples, "flask_fal_proxy_calls_total", endpoint="other", status="403") == 200
     assert total(samples, "flask_fal_proxy_calls_total", endpoint="fal-ai/flux/dev") == 2
-    assert value(
-        samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="endpoint_not_allowed"
-    ) == 201
+    assert (
+        value(
+            samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="endpoint_not_allowed"
+        )
+        == 201
+    )
 
 
 def test_every_refusal_is_counted_budget_exceeded_included(registry: CollectorRegistry) -> None:
@@ -231,15 +237,20 @@ def test_every_refusal_is_counted_budget_exceeded_included(registry: CollectorRe
     run_call([metrics, Budget()], fal_call())
 
     samples = scrape(registry)
-    assert value(
-        samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="origin_not_allowed"
-    ) == 1
-    assert value(
-        samples, "flask_fal_proxy_refusals_total", face="fal_openai", code="budget_exceeded"
-    ) == 1
-    assert value(
-        samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="budget_exceeded"
-    ) == 1
+    assert (
+        value(
+            samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="origin_not_allowed"
+        )
+        == 1
+    )
+    assert (
+        value(samples, "flask_fal_proxy_refusals_total", face="fal_openai", code="budget_exceeded")
+        == 1
+    )
+    assert (
+        value(samples, "flask_fal_proxy_refusals_total", face="fal_proxy", code="budget_exceeded")
+        == 1
+    )
     assert total(samples, "flask_fal_proxy_calls_total", status="402") == 2
     assert total(samples, "flask_fal_proxy_calls_total", status="403") == 1
     assert value(samples, "flask_fal_proxy_calls_in_flight", face="fal_proxy") == 0

@@ -19,7 +19,11 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool")
     require(tool is not None, "promtool is not installed (Debian package prometheus)")
     return subprocess.run(
-        [tool, *args], cwd=RULES, capture_output=True, text=True, timeout=120  # type: ignore[list-item]
+        [tool, *args],
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+        timeout=120,  # type: ignore[list-item]
     )
 
 

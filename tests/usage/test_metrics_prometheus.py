@@ -21,14 +21,18 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import PROXY, TEST_KEY, target
 from e2e.harness import Server, clean_env, gunicorn_argv, gunicorn_env, require
 from prometheus_client.parser import text_string_to_metric_families
 from support import stop_process, wait_for_start
+
+from flask_fal_proxy.testing import FakeFal
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CALLS = 32
 REFUSALS = 4
+FLUX = "https://fal.run/fal-ai/flux/dev"
 
 
 def free_port() -> int:
@@ -114,9 +118,19 @@ for _ in range(5):
 """
 
 
+def serve(fake: FakeFal, env: dict[str, str]) -> Server:
+    """The fal route and the metrics route under gunicorn, 2 workers, fal on loopback."""
+    env = {**env, "METRICS_TEST_FAL_KEY": TEST_KEY, "METRICS_TEST_FAL_PORT": str(fake.port)}
+    return Server(
+        gunicorn_argv("metrics_app:create_app()", "--pythonpath", str(HERE)),
+        gunicorn_env(env, workers=2),
+        r"Listening at: http://127\.0\.0\.1:(\d+)",
+    )
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    """The app under gunicorn, 2 workers, metrics in a directory an earlier run left counts in."""
+def served(tmp_path: Path, fake: FakeFal) -> Iterator[Server]:
+    """The app, with metrics in a directory where an earlier run left counts."""
     metrics_dir = tmp_path / "multiproc"
     metrics_dir.mkdir()
     env = clean_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
@@ -125,45 +139,49 @@ def served(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     )
     assert stale.returncode == 0, stale.stderr
     assert list(metrics_dir.glob("counter_*.db"))
-    server = Server(
-        gunicorn_argv("metrics_app:create_app()", "--pythonpath", str(HERE)),
-        gunicorn_env(env, workers=2),
-        r"Listening at: http://127\.0\.0\.1:(\d+)",
-    )
+    server = serve(fake, env)
     try:
-        yield server, metrics_dir
+        yield server
     finally:
         server.stop()
 
 
-def call(url: str) -> str:
+def call(proxy: str, target_url: str, status: int = 200) -> str:
     """One call on a new connection (so the two workers share them); the worker's PID."""
-    response = requests.post(url, timeout=10, headers={"Connection": "close"})
-    assert response.status_code == 200, response.text
+    response = requests.post(
+        proxy,
+        json={"prompt": "metered"},
+        headers={"Connection": "close", **target(target_url)},
+        timeout=10,
+    )
+    assert response.status_code == status, response.text
     return response.headers["X-Worker-Pid"]
 
 
-def spread_calls(url: str, at_least: int) -> int:
+def spread_calls(server: Server, at_least: int) -> int:
     """At least ``at_least`` calls, in concurrent batches until both workers served some.
 
     Which worker accepts a connection is up to the kernel; a busy machine may
     hand one worker a whole batch, so batches go on (a bounded number).
     """
     made, pids = 0, set()
+    proxy = server.url + PROXY
     with ThreadPoolExecutor(8) as pool:
         for _ in range(25):
-            pids |= set(pool.map(call, [url] * 8))
+            pids |= set(pool.map(lambda _: call(proxy, FLUX), range(8)))
             made += 8
             if made >= at_least and len(pids) == 2:
                 return made
     raise AssertionError(f"one worker served all {made} calls: {pids}")
 
 
-def scrape_both_workers(url: str, expected_total: float) -> None:
+def scrape_both_workers(server: Server, expected_total: float) -> None:
     """Scrape until both workers have answered; each answer must hold every worker's calls."""
     scraped_by: set[str] = set()
     for _ in range(100):
-        response = requests.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=10)
+        response = requests.get(
+            f"{server.url}/metrics", headers={"Connection": "close"}, timeout=10
+        )
         assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert exposition_total(response.text) == expected_total
         scraped_by.add(response.headers["X-Worker-Pid"])
@@ -180,21 +198,21 @@ def exposition_total(text: str) -> float:
 
 
 def test_prometheus_counts_every_call_made_across_two_gunicorn_workers(
-    served: tuple[Server, Path], tmp_path: Path
+    served: Server, tmp_path: Path, fake: FakeFal
 ) -> None:
-    server, _ = served
-    prometheus = Prometheus(f"127.0.0.1:{server.port}", tmp_path)
+    prometheus = Prometheus(f"127.0.0.1:{served.port}", tmp_path)
     try:
         up = prometheus.wait_for('up{job="proxy"}', 1.0)
         assert up == 1.0, prometheus.output()
 
-        calls = spread_calls(f"{server.url}/call/fal-ai/flux/dev", CALLS)
-        with ThreadPoolExecutor(4) as pool:
-            refused = f"{server.url}/call/junk/path?refuse=endpoint_not_allowed"
-            list(pool.map(call, [refused] * REFUSALS))
+        calls = spread_calls(served, CALLS)
+        refused = "https://fal.run/fal-ai/other-model"
+        for _ in range(REFUSALS):
+            call(served.url + PROXY, refused, status=403)
+        assert len(fake.calls) == calls
         made = calls + REFUSALS
         # Every worker answers a scrape with the sum of both, never only its share.
-        scrape_both_workers(server.url, made)
+        scrape_both_workers(served, made)
 
         total = prometheus.wait_for("sum(flask_fal_proxy_calls_total)", made)
         assert total == made, prometheus.output()
@@ -203,32 +221,35 @@ def test_prometheus_counts_every_call_made_across_two_gunicorn_workers(
         low = prometheus.query("min_over_time(sum(flask_fal_proxy_calls_total)[3s:500ms])")
         high = prometheus.query("max_over_time(sum(flask_fal_proxy_calls_total)[3s:500ms])")
         assert low == high == made
-        assert prometheus.query("sum(flask_fal_proxy_refusals_total)") == REFUSALS
-        assert prometheus.query(
-            'sum(flask_fal_proxy_calls_total{endpoint="fal-ai/flux/dev",status="200"})'
-        ) == calls
-        assert prometheus.query("sum(flask_fal_proxy_call_duration_seconds_count)") == calls
-        assert prometheus.query("sum(flask_fal_proxy_spend_usd_total)") == pytest.approx(
-            calls * 0.01
+        assert (
+            prometheus.query(
+                'sum(flask_fal_proxy_refusals_total{face="fal_proxy",code="endpoint_not_allowed"})'
+            )
+            == REFUSALS
         )
+        assert (
+            prometheus.query(
+                'sum(flask_fal_proxy_calls_total{endpoint="fal-ai/flux/dev",status="200"})'
+            )
+            == calls
+        )
+        assert prometheus.query("sum(flask_fal_proxy_call_duration_seconds_count)") == calls
         assert prometheus.query("sum(flask_fal_proxy_calls_in_flight)") == 0
     finally:
         prometheus.stop()
 
 
-def test_gunicorn_conf_makes_its_own_metrics_directory_and_removes_it(tmp_path: Path) -> None:
+def test_gunicorn_conf_makes_its_own_metrics_directory_and_removes_it(
+    tmp_path: Path, fake: FakeFal
+) -> None:
     """Without PROMETHEUS_MULTIPROC_DIR the example configuration still sums the workers."""
     env = clean_env(TMPDIR=str(tmp_path))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("prometheus_multiproc_dir", None)
-    server = Server(
-        gunicorn_argv("metrics_app:create_app()", "--pythonpath", str(HERE)),
-        gunicorn_env(env, workers=2),
-        r"Listening at: http://127\.0\.0\.1:(\d+)",
-    )
+    server = serve(fake, env)
     try:
-        made = spread_calls(f"{server.url}/call/fal-ai/flux/dev", 8)
-        scrape_both_workers(server.url, made)
+        made = spread_calls(server, 8)
+        scrape_both_workers(server, made)
         made_dirs = list(tmp_path.glob("flask-fal-proxy-metrics-*"))
         assert len(made_dirs) == 1 and list(made_dirs[0].glob("*.db"))
     finally:
