@@ -18,10 +18,12 @@ from test_metrics import Samples, label_values, scrape, total, value
 from flask_fal_proxy.admission import Call, add_observer
 from flask_fal_proxy.errors import ProxyError
 from flask_fal_proxy.openai_compat import create_openai_blueprint, jobs
-from flask_fal_proxy.testing import OPENAI_MODELS, FakeFal
+from flask_fal_proxy.providers import create_provider_blueprint
+from flask_fal_proxy.testing import OPENAI_MODELS, FakeAnthropic, FakeFal
 from flask_fal_proxy.usage.metrics import MetricsObserver
 
 FLUX = "https://fal.run/fal-ai/flux/dev"
+ANTHROPIC_KEY = "sk-ant-metrics-5ecret"
 
 
 class SpentBudget:
@@ -243,3 +245,51 @@ def test_the_status_counted_is_the_one_the_client_got(
     assert generate(facade_app(facade_fal, SpentBudget(), registry=registry)) == 429
     samples = scrape(registry)
     assert total(samples, "flask_fal_proxy_calls_total", face="fal_openai", status="429") == 1
+
+
+class TokenNotes:
+    """Writes the token note the pricing observer writes, so the real core hands it on."""
+
+    def admit(self, call: Call, request: flask.Request) -> None:
+        pass
+
+    def response(self, *args: object) -> None:
+        pass
+
+    def chunk(self, call: Call, data: bytes) -> None:
+        pass
+
+    def finish(self, call: Call) -> None:
+        call.notes["tokens"] = {"model": "claude-test", "input": 11, "output": 7}
+        call.notes.update(cost_usd=0.002, estimated=False)
+
+
+def test_a_provider_call_counts_its_tokens_and_spend(registry: CollectorRegistry) -> None:
+    with FakeAnthropic(key=ANTHROPIC_KEY, stream_delay=0.0) as anthropic:
+        app = flask.Flask("provider-under-test")
+        app.config["ANTHROPIC_API_KEY"] = ANTHROPIC_KEY
+        app.register_blueprint(create_provider_blueprint("anthropic", session=anthropic.session()))
+        add_observer(app, TokenNotes())  # type: ignore[arg-type]
+        add_observer(app, MetricsObserver(registry))
+        message = {
+            "model": "claude-test",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        with app.test_client().post(
+            "/api/anthropic/v1/messages",
+            json=message,
+            headers={"anthropic-version": "2023-06-01"},
+        ) as response:
+            assert response.status_code == 200, response.get_data(as_text=True)
+
+    samples = scrape(registry)
+    labels = dict(
+        face="anthropic_proxy", upstream="anthropic", endpoint="v1/messages", status="200"
+    )
+    assert value(samples, "flask_fal_proxy_calls_total", **labels) == 1
+    model = dict(upstream="anthropic", model="claude-test")
+    assert value(samples, "flask_fal_proxy_tokens_total", kind="input", **model) == 11
+    assert value(samples, "flask_fal_proxy_tokens_total", kind="output", **model) == 7
+    spend = dict(face="anthropic_proxy", endpoint="v1/messages")
+    assert value(samples, "flask_fal_proxy_spend_usd_total", **spend) == pytest.approx(0.002)
