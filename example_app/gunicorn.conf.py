@@ -96,7 +96,8 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # worker that exits takes its in-flight calls out of the live gauges.
 if importlib.util.find_spec("prometheus_client") is not None:
     _METRICS_PREFIX = "flask-fal-proxy-metrics-"
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix=_METRICS_PREFIX))
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
     _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
     from prometheus_client import multiprocess as _multiprocess
