@@ -31,6 +31,7 @@ their difference.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -222,7 +223,7 @@ def _money(value: Any) -> float:
     """A non-negative USD amount from a note, 0 for anything else (counters cannot go down)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0.0
-    return float(value) if value > 0 else 0.0
+    return float(value) if 0 < value < math.inf else 0.0
 
 
 class MetricsObserver:

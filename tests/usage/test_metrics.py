@@ -281,6 +281,8 @@ def test_spend_is_settled_cost_and_estimates_are_reserved_then_released(
     run_call([Budget(), metrics], fal_call(), notes={"cost_usd": 9.0, "estimated": False})
     run_call([metrics], fal_call(), notes={"cost_usd": -1.0, "estimated": False})
     run_call([metrics], fal_call(), notes={"cost_usd": "1", "estimated": False})
+    for nonsense in (float("nan"), float("inf"), True):
+        run_call([metrics], fal_call(), notes={"cost_usd": nonsense, "estimated": False})
 
     samples = scrape(registry)
     where = dict(face="fal_proxy", endpoint="fal-ai/flux/dev")
