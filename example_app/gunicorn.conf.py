@@ -1,8 +1,11 @@
 # Production settings for a flask-fal-proxy app; copy and adjust.
 # The figures behind each choice are in docs/PERFORMANCE.md (bench/run).
+import importlib.util
 import multiprocessing
 import os
 import resource
+import shutil
+import tempfile
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 
@@ -83,3 +86,31 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # No preload_app: each worker must build its own requests session after the
 # fork (and, under gevent, after the monkey-patching), since a connection
 # pool cannot be shared between processes.
+
+# Prometheus metrics (flask_fal_proxy.usage, docs/METRICS.md). Each worker is
+# its own process, so a scrape that reaches one of them would see only its
+# share: in multiprocess mode every worker writes its values to one directory
+# and the metrics route answers with their sum. The directory is set here,
+# before any worker imports prometheus_client (which reads it on import),
+# and emptied at start so that an earlier run's counts are not added in. A
+# worker that exits takes its in-flight calls out of the live gauges.
+if importlib.util.find_spec("prometheus_client") is not None:
+    _METRICS_PREFIX = "flask-fal-proxy-metrics-"
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+    from prometheus_client import multiprocess as _multiprocess
+
+    def on_starting(server):
+        os.makedirs(_metrics_dir, exist_ok=True)
+        for name in os.listdir(_metrics_dir):
+            if name.endswith(".db"):
+                os.remove(os.path.join(_metrics_dir, name))
+
+    def child_exit(server, worker):
+        _multiprocess.mark_process_dead(worker.pid)
+
+    def on_exit(server):
+        if os.path.basename(_metrics_dir).startswith(_METRICS_PREFIX):
+            shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -45,6 +45,13 @@ install_e2e_tools() { # Node packages of tests/e2e, and Debian's chromium for th
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
+  # The metrics tests check the alert rules with promtool and scrape a gunicorn app with a real prometheus.
+  if { ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; } \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing prometheus (apt) for the metrics tests" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
   npm_install tests/openai_compat/browser
   if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing chromium (apt) for the browser test" >&2
