@@ -234,11 +234,6 @@ def test_the_facades_budget_refusal_is_counted(
     assert value(samples, "flask_fal_proxy_calls_in_flight", face="fal_openai") == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="before main's a3ee2db, Face.refused recorded the error's status (402), not the "
-    "status the face rendered (the facade's 429); drop this marker once merged",
-)
 def test_the_status_counted_is_the_one_the_client_got(
     facade_fal: FakeFal, registry: CollectorRegistry
 ) -> None:
