@@ -34,7 +34,9 @@ class ProxyError(Exception):
 
     ``log_line`` is for the operator, not the client: a refusal that needs
     fixing on the server (no key configured) is logged as an error with it,
-    every other refusal as one warning line with its code.
+    every other refusal as one warning line with its code. A ``quiet``
+    refusal adds no line: its cause was reported once already (the rate
+    limiter logs its backend's outage when it starts, not for every call).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ProxyError(Exception):
         message: str,
         headers: Mapping[str, str] | None = None,
         log_line: str | None = None,
+        quiet: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -51,6 +54,7 @@ class ProxyError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.log_line = log_line
+        self.quiet = quiet
 
     def to_response(self) -> Response:
         return error_response(self.status, self.code, self.message, self.headers)
@@ -167,9 +171,21 @@ def internal_error() -> ProxyError:
     return ProxyError(500, "internal_error", "The proxy failed to handle this request.")
 
 
-def rate_limited() -> ProxyError:
+def rate_limited(headers: Mapping[str, str] | None = None) -> ProxyError:
     return ProxyError(
-        429, "rate_limited", "Too many requests to the proxy; try again after Retry-After."
+        429,
+        "rate_limited",
+        "Too many requests to the proxy; try again after Retry-After.",
+        headers,
+    )
+
+
+def rate_limit_unavailable() -> ProxyError:
+    return ProxyError(
+        503,
+        "rate_limit_unavailable",
+        "The proxy cannot check its rate limits right now; try again shortly.",
+        quiet=True,
     )
 
 
@@ -218,7 +234,7 @@ def install_safety_net(
         if isinstance(exc, ProxyError):
             if exc.log_line:
                 logger.error("%s", exc.log_line)
-            else:
+            elif not exc.quiet:
                 logger.warning("rejected %s request: %s (%d)", request.method, exc.code, exc.status)
             return respond(exc)
         logger.error(
