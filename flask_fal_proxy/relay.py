@@ -87,6 +87,7 @@ RELAYED_RESPONSE_HEADERS = frozenset(
         "request-id",
         "x-request-id",
         "retry-after",
+        "retry-after-ms",
         "x-should-retry",
         "ratelimit",
         "ratelimit-policy",

@@ -138,6 +138,7 @@ def test_a_dead_backend_is_a_quick_json_503_logged_once(fakes, caplog):
             assert facade.get_json()["error"]["type"] == "server_error"
             assert took < 0.5
             assert client.get("/health").status_code == 200
+            assert client.options("/api/anthropic/v1/messages").status_code != 503
         # Unlimited routes are not the limiter's business.
         speech = client.post("/api/elevenlabs/v1/sound-generation", json={"text": "rain"})
         assert speech.status_code == 200

@@ -29,6 +29,7 @@ KEPT = {
     "openai-processing-ms": "412",
     "openai-version": "2020-10-01",
     "retry-after": "7",
+    "retry-after-ms": "6500",
     "x-should-retry": "false",
     "x-ratelimit-remaining-requests": "99",
     "x-ratelimit-reset-tokens": "6ms",
