@@ -40,7 +40,9 @@ class ProxyError(Exception):
     subclasses and overrides ``get_body``. ``log_line`` is for the operator,
     not the client: a refusal that needs fixing on the server (no key
     configured) is logged as an error with it, every other refusal as one
-    warning line with its code.
+    warning line with its code. A ``quiet`` refusal adds no line: its cause
+    was reported once already (the rate limiter logs its backend's outage
+    when it starts, not for every call).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ProxyError(Exception):
         message: str,
         headers: Mapping[str, str] | None = None,
         log_line: str | None = None,
+        quiet: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -57,6 +60,7 @@ class ProxyError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.log_line = log_line
+        self.quiet = quiet
 
     def get_body(self) -> dict[str, Any]:
         return {"message": self.message, "code": self.code}
@@ -174,9 +178,21 @@ def internal_error() -> ProxyError:
     return ProxyError(500, "internal_error", "The proxy failed to handle this request.")
 
 
-def rate_limited() -> ProxyError:
+def rate_limited(headers: Mapping[str, str] | None = None) -> ProxyError:
     return ProxyError(
-        429, "rate_limited", "Too many requests to the proxy; try again after Retry-After."
+        429,
+        "rate_limited",
+        "Too many requests to the proxy; try again after Retry-After.",
+        headers,
+    )
+
+
+def rate_limit_unavailable() -> ProxyError:
+    return ProxyError(
+        503,
+        "rate_limit_unavailable",
+        "The proxy cannot check its rate limits right now; try again shortly.",
+        quiet=True,
     )
 
 
@@ -234,6 +250,8 @@ def log_refusal(error: ProxyError, face: str) -> None:
 
     if error.log_line:
         logger.error("%s: %s", face, error.log_line)
+        return
+    if error.quiet:
         return
     level = logging.WARNING
     where = f"{request.method} {printable(request.path)}" if has_request_context() else "-"

@@ -37,6 +37,8 @@ from . import errors
 __all__ = [
     "HOP_BY_HOP",
     "PASSTHROUGH_REQUEST_HEADERS",
+    "RELAYED_RESPONSE_HEADERS",
+    "RELAYED_RESPONSE_HEADER_PREFIXES",
     "Relay",
     "connection_tokens",
     "default_session",
@@ -59,7 +61,56 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-_DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
+# The answer headers a client gets back, from any face. An allow-list, because
+# what a provider and the edge in front of it add is open-ended (organisation
+# and project ids, server banners, and CORS, HSTS and error-reporting policies
+# that would apply to the deployer's origin) while what clients read is short
+# and known; a name missing here is dropped, where one missing from a deny-list
+# would leak. Hop-by-hop headers, Set-Cookie and Content-Length (the body is
+# streamed) are left out by construction.
+RELAYED_RESPONSE_HEADERS = frozenset(
+    {
+        # What the body is, and how it may be cached.
+        "content-type",
+        "content-encoding",
+        "content-disposition",
+        "content-language",
+        "content-range",
+        "accept-ranges",
+        "cache-control",
+        "etag",
+        "last-modified",
+        "expires",
+        "vary",
+        "location",
+        "x-content-type-options",
+        # Which call this was and when to retry it (the SDKs read these).
+        "request-id",
+        "x-request-id",
+        "retry-after",
+        "retry-after-ms",
+        "x-should-retry",
+        "ratelimit",
+        "ratelimit-policy",
+        # OpenAI.
+        "openai-processing-ms",
+        "openai-version",
+        # ElevenLabs: cost and concurrency of the call.
+        "history-item-id",
+        "character-cost",
+        "x-character-count",
+        "tts-latency-ms",
+        "current-concurrent-requests",
+        "maximum-concurrent-requests",
+    }
+)
+RELAYED_RESPONSE_HEADER_PREFIXES = (
+    "x-fal-",
+    "x-ratelimit-",
+    "ratelimit-",
+    "anthropic-ratelimit-",
+    "anthropic-priority-",
+)
 # read1() returns whatever has arrived, up to this, so events are never held
 # for it; larger reads cut per-chunk overhead on big bodies (see bench/).
 STREAM_CHUNK_SIZE = 256 * 1024
@@ -265,13 +316,16 @@ class Relay:
         raw = upstream.raw
         response_headers = Headers()
         tokens = connection_tokens(upstream.headers)
-        dropped = _DROPPED_RESPONSE | tokens if tokens else _DROPPED_RESPONSE
         for name, value in raw.headers.items():
             lower = name.lower()
-            if lower not in dropped and not (
-                lower == "content-encoding" and value.strip().lower() == "identity"
+            if lower in tokens or not (
+                lower in RELAYED_RESPONSE_HEADERS
+                or lower.startswith(RELAYED_RESPONSE_HEADER_PREFIXES)
             ):
-                response_headers.add(name, value)
+                continue
+            if lower == "content-encoding" and value.strip().lower() == "identity":
+                continue
+            response_headers.add(name, value)
         bodyless = method == "HEAD" or upstream.status_code in (204, 304)
         body: Iterable[bytes] = () if bodyless else self._stream(upstream)
         if bodyless:

@@ -141,9 +141,12 @@ def test_response_status_headers_and_body_are_relayed():
         ("Set-Cookie", "fal_session=upstream-secret"),
         ("Content-Encoding", "identity"),
         ("Keep-Alive", "timeout=5"),
-        ("X-Multi", "a"),
-        ("X-Multi", "b"),
+        ("X-Fal-Multi", "a"),
+        ("X-Fal-Multi", "b"),
         ("Cache-Control", "no-cache"),
+        ("Server", "upstream-banner/1.0"),
+        ("X-Powered-By", "upstream-framework"),
+        ("Via", "1.1 upstream-edge"),
     ]
     with (
         Upstream(json_reply(422, body, headers)) as upstream,
@@ -155,10 +158,11 @@ def test_response_status_headers_and_body_are_relayed():
     assert response.headers["x-fal-request-id"] == "req-1"
     assert response.headers["content-type"] == "application/json"
     assert response.headers["cache-control"] == "no-cache"
-    assert response.raw.headers.getlist("x-multi") == ["a", "b"]
-    for dropped in ("set-cookie", "content-encoding", "keep-alive"):
+    assert response.raw.headers.getlist("x-fal-multi") == ["a", "b"]
+    for dropped in ("set-cookie", "content-encoding", "keep-alive", "x-powered-by", "via"):
         assert dropped not in response.headers
-    assert "upstream-secret" not in json.dumps(dict(response.headers))
+    relayed = json.dumps(dict(response.headers))
+    assert "upstream-secret" not in relayed and "upstream-banner" not in relayed
 
 
 def test_no_content_type_is_invented():

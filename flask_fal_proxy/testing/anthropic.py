@@ -9,6 +9,10 @@ shows up as events arriving together. The reply echoes the last user text
 word by word; with ``tools`` the first tool is called instead. Errors come
 in Anthropic's shape: a wrong ``x-api-key`` is a 401, a model whose name
 contains ``rate-limited`` a 429 with ``retry-after``, ``overloaded`` a 529.
+Every answer carries what the real API adds around it: a ``request-id``,
+the key's ``anthropic-organization-id`` (``organization_id``), its
+``anthropic-ratelimit-*`` budget and the ``via``/``cf-ray`` of the edge in
+front of it, so a proxy's response-header policy is tested against them.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class FakeAnthropic(FakeServer):
     ) -> None:
         super().__init__(key, host=host, port=port)
         self.stream_delay = stream_delay
+        self.organization_id = str(uuid.uuid4())
         # (event name, time.monotonic()) as each event is handed to the
         # server: with the client in the same process, the difference to its
         # arrival is what the path between them (a proxy) adds.
@@ -73,6 +78,16 @@ class FakeAnthropic(FakeServer):
         return _words(f"You said: {text}")
 
     def dispatch(self, request: Request, body: bytes) -> Response:
+        response = self._answer(request, body)
+        response.headers.setdefault("request-id", f"req_{uuid.uuid4().hex[:24]}")
+        response.headers["anthropic-organization-id"] = self.organization_id
+        response.headers["anthropic-ratelimit-requests-limit"] = "50"
+        response.headers["anthropic-ratelimit-requests-remaining"] = "49"
+        response.headers["via"] = "1.1 google"
+        response.headers["cf-ray"] = f"{uuid.uuid4().hex[:16]}-AMS"
+        return response
+
+    def _answer(self, request: Request, body: bytes) -> Response:
         if request.headers.get("x-api-key") != self.key:
             return _error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):

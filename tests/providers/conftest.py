@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +11,13 @@ import pytest
 
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs
-from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, KEY_VARIABLES, Served
+from providers.provider_support import (
+    ANTHROPIC_KEY,
+    ELEVENLABS_KEY,
+    KEY_VARIABLES,
+    RedisServer,
+    Served,
+)
 
 
 @pytest.fixture(scope="session")
@@ -89,52 +94,5 @@ def _provider_keys_never_logged(
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real redis-server on 127.0.0.1, started for this run and stopped by its PID."""
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
-
-    import redis
-    from e2e.harness import require
-    from support import stop_process, wait_for_start
-
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    require(os.access(binary, os.X_OK), "redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="redis-test-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def answers() -> bool | None:
-        try:
-            return redis.Redis.from_url(url, socket_timeout=1).ping() or None
-        except redis.RedisError:
-            return None
-
-    try:
-        if not wait_for_start(proc, answers, timeout=15):
-            raise RuntimeError("redis-server did not start")
-        yield url
-    finally:
-        stop_process(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with RedisServer() as server:
+        yield server.url
