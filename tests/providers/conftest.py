@@ -96,7 +96,9 @@ def redis_url() -> Iterator[str]:
 
     import redis
     from e2e.harness import require
-    from support import stop_process, wait_for_start
+    from support import wait_for_start
+
+    from flask_fal_proxy.testing.processes import stop_process
 
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     require(os.access(binary, os.X_OK), "redis-server is not installed")
