@@ -55,8 +55,8 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
               f"{fmt_ms(m['p50_us'])} | {ratio(m['p50_us'], refm.get('p50_us'))} | "
               f"{fmt_ms(m['p99_us'])} | {ratio(m['p99_us'], refm.get('p99_us'))} | "
               f"{fmt_ms(added)} | {'-' if cpu is None else f'{cpu:.0f}'} | {m['errors']} |\n")
-    for note in results.get("skipped", []):
-        w(f"\nNot run: {note}\n")
+    if results.get("skipped"):
+        w("\n" + "".join(f"Not run: {note}\n" for note in results["skipped"]))
     print_usage_cost(rows, up, out)
     w("\nServer-sent events (one every 100 ms, delay from upstream write to client read)\n\n")
     w("| subject | events | median ms | max ms | added median ms | added max ms |\n")
