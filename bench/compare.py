@@ -1,19 +1,22 @@
 """Two checkouts of the proxy on the fal route, alternating, in one sitting.
 
-A refactor must not cost what it organises, and figures taken an hour apart
-on a shared machine differ by more than the change being judged. So both
-checkouts run against the same nginx in the same minutes, in rounds that
-alternate their order (A B, then B A, ...) so that a drift of the machine
-falls on both; each round starts each proxy afresh, so one lucky process
-does not decide it. The figures are medians over the rounds, and the
-upstream alone is timed in every round, so *added* p50 subtracts the floor
-of the same minute. Comparing a checkout with itself gives the noise floor.
+A refactor must not cost what it organises, and on a shared machine figures
+taken minutes apart differ by more than the change being judged. So both
+checkouts run at once against the same nginx, and short wrk runs alternate
+between them (A B, then B A, ...): each pair of runs sees the same machine,
+and the figure compared is the median of the pairs' ratios. Each round
+starts both proxies afresh, so one lucky process does not decide it, and
+times the upstream alone, so *added* p50 subtracts the floor of the same
+minute. Each round also runs each checkout's ``bench/micro.py`` (the call
+inside the WSGI app, no server), the steadiest CPU figure there is.
+Comparing a checkout with itself shows the noise floor.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -28,14 +31,27 @@ from processes import ROOT, free_port
 from subjects import Subject, recommended
 from upstream import FAL_KEY, MIB, Upstream
 
+LABELS = ("old", "new")
+FIGURES = (
+    ("cpu_us_c64", "CPU us/call, c=64 (gunicorn)"),
+    ("cpu_us_c1", "CPU us/call, c=1 (gunicorn)"),
+    ("added_p50_us", "added p50 us, c=1"),
+    ("micro_cpu_us", "CPU us/call in the WSGI app (micro.py)"),
+    ("rps_c64", "req/s, c=64"),
+)
+BAR = ("cpu_us_c64", "added_p50_us")  # issue 14: within 5% of before
+
+
+def checkout_env(checkout: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
+
 
 def package_file(checkout: Path) -> str:
-    """Where ``flask_fal_proxy`` comes from for a proxy run in ``checkout``, as a check."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
+    """Where ``flask_fal_proxy`` comes from for code run in ``checkout``, checked."""
     out = subprocess.run([sys.executable, "-c", "import flask_fal_proxy; "
-                          "print(flask_fal_proxy.__file__)"],
-                         cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+                          "print(flask_fal_proxy.__file__)"], cwd=checkout,
+                         env=checkout_env(checkout), capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise SystemExit(f"{checkout}: flask_fal_proxy does not import:\n{out.stderr[-2000:]}")
     found = out.stdout.strip()
@@ -44,83 +60,125 @@ def package_file(checkout: Path) -> str:
     return found
 
 
-def measure(subject: Subject, workdir: Path, seconds: float) -> dict[str, Any]:
-    subject.start(workdir)
+def micro(checkout: Path, requests: int) -> float:
+    """The checkout's own ``bench/micro.py``: CPU per call of its fastest loop of three."""
+    out = subprocess.run(
+        [sys.executable, str(checkout / "bench" / "micro.py"), "--requests", str(requests),
+         "--repeat", "3", "--max-seconds", "60"],
+        cwd=checkout, env=checkout_env(checkout), capture_output=True, text=True, timeout=180,
+    )
+    match = re.search(r"(\d+) us CPU and \d+ us wall per call", out.stdout)
+    if out.returncode != 0 or not match:
+        raise RuntimeError(f"{checkout}/bench/micro.py failed:\n{out.stdout}\n{out.stderr}")
+    return float(match[1])
+
+
+def one_round(n: int, checkouts: dict[str, Path], upstream: Upstream, workdir: Path,
+              pairs: int, seconds: float) -> list[dict[str, Any]]:
+    """Both proxies up at once; ``pairs`` alternating pairs of runs at c=1 and at c=64."""
+    subjects = {label: recommended(upstream.port, path) for label, path in checkouts.items()}
+    alone = Subject("upstream alone (nginx)", upstream.port, "/", f"Key {FAL_KEY}")
+    samples = []
     try:
-        verify(subject)
-        wrk.run(subject, 64, 1)  # every worker warm, its pool opened
-        c1 = wrk.run(subject, 1, seconds)
-        c64 = wrk.run(subject, 64, seconds)
+        for subject in subjects.values():
+            subject.start(workdir)
+            verify(subject)
+            wrk.run(subject, 64, 1)  # every worker warm, its pool opened
+        floor = wrk.run(alone, 1, seconds)["p50_us"]
+        for k in range(pairs):
+            order = list(LABELS) if (n + k) % 2 == 0 else list(reversed(LABELS))
+            sample: dict[str, Any] = {"round": n, "upstream_p50_us": floor,
+                                      **{label: {} for label in LABELS}}
+            for c in (1, 64):
+                for label in order:
+                    r = wrk.run(subjects[label], c, seconds)
+                    figures = sample[label]
+                    figures[f"cpu_us_c{c}"] = r["cpu_us_per_request"]
+                    figures["errors"] = figures.get("errors", 0) + r["errors"]
+                    if c == 1:
+                        figures["added_p50_us"] = r["p50_us"] - floor
+                    else:
+                        figures["rps_c64"] = r["rps"]
+            samples.append(sample)
     finally:
-        subject.stop()
-    return {"p50_us_c1": c1["p50_us"], "cpu_us_c1": c1["cpu_us_per_request"],
-            "cpu_us_c64": c64["cpu_us_per_request"], "rps_c64": c64["rps"],
-            "errors": c1["errors"] + c64["errors"]}
+        for subject in subjects.values():
+            subject.stop()
+    order = list(LABELS) if n % 2 == 0 else list(reversed(LABELS))
+    by_label = {label: micro(checkouts[label], 3000) for label in order}
+    for sample in samples:
+        for label in LABELS:
+            sample[label]["micro_cpu_us"] = by_label[label]
+    return samples
 
 
-def run(checkouts: list[Path], rounds: int, seconds: float) -> dict[str, Any]:
-    labelled = dict(zip(("old", "new"), checkouts, strict=True))
+def run(checkouts: list[Path], rounds: int, pairs: int, seconds: float) -> dict[str, Any]:
+    labelled = dict(zip(LABELS, checkouts, strict=True))
     found = {label: package_file(path) for label, path in labelled.items()}
     workdir = Path(tempfile.mkdtemp(prefix="fal-proxy-compare-"))
     workdir.chmod(0o755)  # nginx's workers drop root
     upstream = Upstream(workdir, free_port(), free_port())
-    alone = Subject("upstream alone (nginx)", upstream.port, "/", f"Key {FAL_KEY}")
-    per_round: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
     try:
         upstream.start(MIB)
         for n in range(rounds):
-            order = list(labelled.items())
-            if n % 2:
-                order.reverse()
-            floor = wrk.run(alone, 1, seconds)["p50_us"]
-            row: dict[str, Any] = {"upstream_p50_us": floor}
-            for label, path in order:
-                m = measure(recommended(upstream.port, path), workdir, seconds)
-                m["added_p50_us"] = m["p50_us_c1"] - floor
-                row[label] = m
-                print(f"   round {n + 1}/{rounds} {label}: {m['cpu_us_c64']:.0f} us CPU per "
-                      f"call at c=64, added p50 {m['added_p50_us'] / 1000:.3f} ms", flush=True)
-            per_round.append(row)
+            new = one_round(n, labelled, upstream, workdir, pairs, seconds)
+            samples.extend(new)
+            last = new[-1]
+            print(f"   round {n + 1}/{rounds}: " + "; ".join(
+                f"{label} {last[label]['cpu_us_c64']:.0f} us CPU per call at c=64, added p50 "
+                f"{last[label]['added_p50_us'] / 1000:.3f} ms, micro "
+                f"{last[label]['micro_cpu_us']:.0f} us" for label in LABELS), flush=True)
     finally:
         upstream.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return {"checkouts": {label: str(path) for label, path in labelled.items()},
-            "packages": found, "rounds": per_round, "seconds": seconds,
-            "medians": {label: medians(per_round, label) for label in labelled}}
+            "packages": found, "seconds": seconds, "rounds": rounds, "pairs": pairs,
+            "samples": samples, "summary": summarise(samples)}
 
 
-FIGURES = (("cpu_us_c64", "CPU us/call, c=64"), ("cpu_us_c1", "CPU us/call, c=1"),
-           ("added_p50_us", "added p50 us, c=1"), ("rps_c64", "req/s, c=64"))
+def summarise(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per figure: each side's median, and the median and quartiles of the paired ratios.
 
-
-def medians(rounds: list[dict[str, Any]], label: str) -> dict[str, float]:
-    return {key: statistics.median(r[label][key] for r in rounds) for key, _ in FIGURES}
+    The micro figure is one per round, not per pair, so it is taken once a round.
+    """
+    out = {}
+    for key, _ in FIGURES:
+        rows = samples if key != "micro_cpu_us" else [
+            s for i, s in enumerate(samples) if i == 0 or s["round"] != samples[i - 1]["round"]]
+        old = [s["old"][key] for s in rows]
+        new = [s["new"][key] for s in rows]
+        ratios = sorted(n / o for o, n in zip(old, new, strict=True) if o)
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        out[key] = {"old": statistics.median(old), "new": statistics.median(new),
+                    "ratio": statistics.median(ratios) if ratios else float("nan"),
+                    "q1": q[0], "q3": q[-1], "n": len(ratios)}
+    return out
 
 
 def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
     w = out.write
-    old, new = results["medians"]["old"], results["medians"]["new"]
-    errors = {label: sum(r[label]["errors"] for r in results["rounds"]) for label in ("old", "new")}
-    w(f"\nThe fal route, recommended setup, {len(results['rounds'])} rounds alternating, "
-      f"{results['seconds']:.0f} s per wrk run; medians over the rounds\n\n")
-    for label in ("old", "new"):
+    summary = results["summary"]
+    errors = {label: sum(s[label]["errors"] for s in results["samples"]) for label in LABELS}
+    w(f"\nThe fal route, recommended setup (gevent): {results['rounds']} rounds of "
+      f"{results['pairs']} alternating pairs, {results['seconds']:.0f} s per wrk run\n\n")
+    for label in LABELS:
         w(f"{label}: {results['checkouts'][label]} (imports {results['packages'][label]})\n")
-    w("\n| figure | old | new | new / old | spread of new / old by round |\n")
-    w("|---|---|---|---|---|\n")
+    w("\n| figure | old (median) | new (median) | new / old (median of pairs) | "
+      "quartiles of new / old | pairs |\n|---|---|---|---|---|---|\n")
     for key, title in FIGURES:
-        by_round = [r["new"][key] / r["old"][key] for r in results["rounds"] if r["old"][key]]
-        spread = f"{min(by_round):.3f} to {max(by_round):.3f}" if by_round else "-"
-        x = new[key] / old[key] if old[key] else float("nan")
-        w(f"| {title} | {old[key]:.0f} | {new[key]:.0f} | {x:.3f} | {spread} |\n")
+        s = summary[key]
+        w(f"| {title} | {s['old']:.0f} | {s['new']:.0f} | {s['ratio']:.3f} | "
+          f"{s['q1']:.3f} to {s['q3']:.3f} | {s['n']} |\n")
     w(f"\nErrors: old {errors['old']}, new {errors['new']}\n")
-    verdict = []
-    for key, title in FIGURES[:1] + FIGURES[2:3]:
-        x = new[key] / old[key] if old[key] else float("nan")
-        verdict.append(f"{title}: {x:.3f}x ({'within' if abs(x - 1) <= 0.05 else 'NOT within'} 5%)")
+    titles = dict(FIGURES)
+    verdict = [f"{titles[key]}: {summary[key]['ratio']:.3f}x "
+               f"({'within' if abs(summary[key]['ratio'] - 1) <= 0.05 else 'NOT within'} 5%)"
+               for key in BAR]
     w("Issue 14's bar: " + "; ".join(verdict) + "\n\n")
 
 
-def main(dirs: list[Path], rounds: int, seconds: float, json_out: Path | None) -> int:
+def main(dirs: list[Path], rounds: int, pairs: int, seconds: float,
+         json_out: Path | None) -> int:
     """``bench/run --compare OLD [NEW]``: NEW defaults to this checkout."""
     if len(dirs) not in (1, 2):
         raise SystemExit("--compare takes OLD_DIR and optionally NEW_DIR (default: this checkout)")
@@ -128,7 +186,7 @@ def main(dirs: list[Path], rounds: int, seconds: float, json_out: Path | None) -
     for path in checkouts:
         if not (path / "bench" / "proxy_app.py").exists():
             raise SystemExit(f"{path} is not a checkout of flask-fal-proxy (no bench/proxy_app.py)")
-    results = run(checkouts, rounds, seconds)
+    results = run(checkouts, rounds, pairs, seconds)
     print_report(results)
     if json_out:
         json_out.write_text(json.dumps(results, indent=2))

@@ -76,7 +76,10 @@ def arguments() -> argparse.Namespace:
         help="instead of the run: OLD_DIR [NEW_DIR] (default NEW: this checkout), the fal "
              "route of both alternating in one sitting, CPU per call and added p50 of each",
     )
-    parser.add_argument("--rounds", type=int, default=6, help="rounds of --compare (default 6)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="--compare: rounds, each starting both proxies afresh (default 4)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="--compare: alternating pairs of runs per round (default 4)")
     return parser.parse_args()
 
 
@@ -113,7 +116,8 @@ def main() -> int:
     # started so far is stopped by the finally clauses below.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.compare:
-        return compare.main(args.compare, args.rounds, args.seconds or 5.0, args.json)
+        return compare.main(args.compare, args.rounds, args.pairs, args.seconds or 2.0,
+                            args.json)
     plan = {
         "seconds": args.seconds or (2.0 if args.quick else 10.0),
         "warmup": 1.0 if args.quick else 3.0,
