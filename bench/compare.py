@@ -118,6 +118,7 @@ def run(checkouts: list[Path], rounds: int, pairs: int, seconds: float) -> dict[
     workdir.chmod(0o755)  # nginx's workers drop root
     upstream = Upstream(workdir, free_port(), free_port())
     samples: list[dict[str, Any]] = []
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     try:
         upstream.start(MIB)
         for n in range(rounds):
@@ -133,6 +134,7 @@ def run(checkouts: list[Path], rounds: int, pairs: int, seconds: float) -> dict[
         shutil.rmtree(workdir, ignore_errors=True)
     return {"checkouts": {label: str(path) for label, path in labelled.items()},
             "packages": found, "seconds": seconds, "rounds": rounds, "pairs": pairs,
+            "load": f"{load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
             "samples": samples, "summary": summarise(samples)}
 
 
@@ -160,7 +162,9 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
     summary = results["summary"]
     errors = {label: sum(s[label]["errors"] for s in results["samples"]) for label in LABELS}
     w(f"\nThe fal route, recommended setup (gevent): {results['rounds']} rounds of "
-      f"{results['pairs']} alternating pairs, {results['seconds']:.0f} s per wrk run\n\n")
+      f"{results['pairs']} alternating pairs, {results['seconds']:.0f} s per wrk run\n"
+      f"Load average (1, 5, 15 min) before / after: {results['load']} on {os.cpu_count()} CPU; "
+      "the quartiles of the paired ratios are the noise this machine allowed\n\n")
     for label in LABELS:
         w(f"{label}: {results['checkouts'][label]} (imports {results['packages'][label]})\n")
     w("\n| figure | old (median) | new (median) | new / old (median of pairs) | "
