@@ -4,8 +4,10 @@
 that many seconds later on the same keep-alive connection, like a
 synchronous ``fal.run`` call holding the connection for a whole generation;
 ``GET /bench/sse?n=<events>&interval=<seconds>`` writes one event per
-interval carrying the time it was written. Without ``Authorization: Key
-<key>`` it answers 401, so a proxy that does not add the key cannot be timed.
+interval carrying the time it was written. A result carries
+``x-fal-billable-units: 1``, as fal's do, for proxies that meter spend.
+Without ``Authorization: Key <key>`` it answers 401, so a proxy that does
+not add the key cannot be timed.
 
 It is asyncio protocols rather than a framework because it must hold
 thousands of connections in one process while costing the proxies under
@@ -83,9 +85,10 @@ class _Held(asyncio.Protocol):
     def _answer(self, status: bytes, body: bytes) -> None:
         if not self.transport:
             return
+        billed = b"x-fal-billable-units: 1\r\n" if status.startswith(b"200") else b""
         self.transport.write(
-            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n" + billed
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         self.busy = False
         if self.buffer:

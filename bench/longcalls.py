@@ -21,7 +21,6 @@ import resource
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness as h
+import wrk
+from processes import BENCH, cpu_seconds, free_port, process_tree, start, status_kib
+from subjects import Subject, choose, subject_catalogue
+from upstream import FAL_ANSWER, FAL_KEY, PROBE_BODY
 
 HOLD_PATH = "https://fal.run/bench/hold/"
 
@@ -89,9 +91,9 @@ class Sampler(threading.Thread):
 
     def snapshot(self) -> tuple[int, int]:
         rss = fds = 0
-        for pid in h.process_tree(self.root):
+        for pid in process_tree(self.root):
             try:
-                rss += h.status_kib(pid, "VmRSS")
+                rss += status_kib(pid, "VmRSS")
                 fds += len(os.listdir(f"/proc/{pid}/fd"))
             except (OSError, KeyError):
                 pass
@@ -108,10 +110,10 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
 
 
-def call(subject: h.Subject, target: str, timeout: float = 10.0) -> tuple[int, bytes]:
+def call(subject: Subject, target: str, timeout: float = 10.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", subject.port, timeout=timeout)
     try:
-        conn.request("POST", subject.url_path(target), body=h.PROBE_BODY,
+        conn.request("POST", subject.url_path(target), body=PROBE_BODY,
                      headers=subject.headers(target))
         resp = conn.getresponse()
         return resp.status, resp.read()
@@ -119,42 +121,27 @@ def call(subject: h.Subject, target: str, timeout: float = 10.0) -> tuple[int, b
         conn.close()
 
 
-def verify(subject: h.Subject) -> None:
+def verify(subject: Subject) -> None:
     status, body = call(subject, HOLD_PATH + "0")
-    if status != 200 or json.loads(body) != json.loads(h.FAL_ANSWER):
+    if status != 200 or json.loads(body) != json.loads(FAL_ANSWER):
         raise RuntimeError(f"{subject.name} does not forward to the holding upstream: "
                            f"{status} {body[:200]!r}")
 
 
-def wrk(subject: h.Subject, target: str, connections: int, seconds: float,
-        timeout: float) -> dict:
-    argv = [
-        "wrk", "-t1", f"-c{connections}", f"-d{math.ceil(seconds)}s",
-        "--timeout", f"{timeout:.0f}s",
-        "-s", str(h.BENCH / "post.lua"), f"http://127.0.0.1:{subject.port}{subject.url_path(target)}",
-    ]
-    env = {**os.environ, "BENCH_TARGET": target if subject.path == h.PROXY_ROUTE else ""}
-    if subject.auth:
-        env["BENCH_AUTH"] = subject.auth
-    out = subprocess.run(argv, capture_output=True, text=True, env=env,
-                         timeout=seconds + timeout + 60)
-    return h.parse_wrk(subject, out.stdout, out.stderr)
-
-
-def held_calls(subject: h.Subject, case: Case) -> dict:
+def held_calls(subject: Subject, case: Case) -> dict:
     """C connections each making back-to-back calls that fal holds D seconds."""
     assert subject.started
     sampler = Sampler(subject.started.proc.pid)
     idle_rss, idle_fds = sampler.snapshot()
     workers = subject.workers()
-    cpu0 = h.cpu_seconds(subject.pids())
+    cpu0 = cpu_seconds(subject.pids())
     sampler.start()
     try:
-        r = wrk(subject, HOLD_PATH + f"{case.hold:g}", case.calls, case.seconds,
-                timeout=3 * case.hold + 10)
+        r = wrk.run(subject, case.calls, case.seconds, HOLD_PATH + f"{case.hold:g}",
+                    timeout=3 * case.hold + 10)
     finally:
         sampler.stop()
-    cpu = h.cpu_seconds(subject.pids()) - cpu0
+    cpu = cpu_seconds(subject.pids()) - cpu0
     return {
         "hold_s": case.hold, "calls": case.calls, "requests": r["requests"],
         "expected": case.expected, "seconds": case.seconds, "rps": r["rps"],
@@ -169,7 +156,7 @@ def held_calls(subject: h.Subject, case: Case) -> dict:
     }
 
 
-def streams(subject: h.Subject, count: int, events: int, interval: float) -> dict:
+def streams(subject: Subject, count: int, events: int, interval: float) -> dict:
     """``count`` status streams open at once, one event per interval on each."""
     target = f"https://fal.run/bench/sse?n={events}&interval={interval:g}"
     headers = subject.headers(target)
@@ -225,7 +212,7 @@ def streams(subject: h.Subject, count: int, events: int, interval: float) -> dic
     }
 
 
-def stalled_clients(subject: h.Subject, count: int, probes: int) -> dict:
+def stalled_clients(subject: Subject, count: int, probes: int) -> dict:
     """A normal call's latency, alone and while ``count`` clients stall mid-body."""
 
     def timed() -> float | None:
@@ -239,7 +226,7 @@ def stalled_clients(subject: h.Subject, count: int, probes: int) -> dict:
     before = [timed() for _ in range(probes)]
     head = (f"POST {subject.url_path(HOLD_PATH + '0')} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             + "".join(f"{k}: {v}\r\n" for k, v in subject.headers(HOLD_PATH + "0").items())
-            + f"Content-Length: {len(h.PROBE_BODY)}\r\n\r\n").encode() + h.PROBE_BODY[:1]
+            + f"Content-Length: {len(PROBE_BODY)}\r\n\r\n").encode() + PROBE_BODY[:1]
     stalled = []
     try:
         for _ in range(count):
@@ -265,14 +252,16 @@ def stalled_clients(subject: h.Subject, count: int, probes: int) -> dict:
     }
 
 
-def long_subjects(port: int, which: set[str]) -> dict[str, Any]:
-    """The harness's subjects, answering from the holding upstream on ``port``."""
-    catalogue = h.subject_catalogue(port)
+def long_subjects(port: int, which: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """The harness's subject factories, answering from the holding upstream on ``port``.
+
+    Each case starts its subject afresh, so this hands on the factories of
+    the subjects that can run, and a note for each that cannot.
+    """
+    catalogue = subject_catalogue(port)
     del catalogue["upstream"]  # the holding upstream alone is measured by run() itself
-    unknown = which - set(catalogue)
-    if unknown:
-        raise SystemExit(f"unknown long-call subjects: {', '.join(sorted(unknown))}")
-    return {key: make for key, make in catalogue.items() if key in which}
+    chosen, skipped = choose(catalogue, which, "long-call subjects")
+    return {key: catalogue[key] for key in chosen}, skipped
 
 
 def run(workdir: Path, which: set[str], case_list: list[Case], stream_count: int,
@@ -283,20 +272,21 @@ def run(workdir: Path, which: set[str], case_list: list[Case], stream_count: int
     so it runs only the small cases, which already show that limit; more
     calls would only time out.
     """
-    port = h.free_port()
-    upstream = h.start(
+    port = free_port()
+    upstream = start(
         "hold upstream",
-        [sys.executable, str(h.BENCH / "hold_upstream.py"), str(port), h.FAL_KEY, h.FAL_ANSWER],
+        [sys.executable, str(BENCH / "hold_upstream.py"), str(port), FAL_KEY, FAL_ANSWER],
         port, workdir, {},
     )
-    out: dict[str, Any] = {"subjects": {}, "skipped": []}
+    makers, skipped = long_subjects(port, which)
+    out: dict[str, Any] = {"subjects": {}, "skipped": skipped}
     try:
-        direct = h.Subject("upstream alone (holding server)", port, "/", f"Key {h.FAL_KEY}")
+        direct = Subject("upstream alone (holding server)", port, "/", f"Key {FAL_KEY}")
         print(f"== long calls: {direct.name}", flush=True)
         out["subjects"][direct.name] = {
             "streams": streams(direct, stream_count, stream_events, 0.1),
         }
-        for key, make in long_subjects(port, which).items():
+        for key, make in makers.items():
             row: dict[str, Any] = {"cases": []}
             name = make().name
             print(f"== long calls: {name}", flush=True)
@@ -326,109 +316,12 @@ def run(workdir: Path, which: set[str], case_list: list[Case], stream_count: int
 
 def with_subject(make: Any, workdir: Path, measure: Any) -> dict:
     subject = make()
-    subject.started = h.start(subject.name, subject.argv, subject.port, workdir, subject.env)
+    subject.start(workdir)
     try:
         verify(subject)
-        wrk(subject, HOLD_PATH + "0", 64, 1, 10)  # every worker warm, its pool opened
+        wrk.run(subject, 64, 1, HOLD_PATH + "0")  # every worker warm, its pool opened
         time.sleep(0.5)
         return measure(subject)
     finally:
-        subject.started.stop()
+        subject.stop()
 
-
-def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.2f}"
-
-
-def print_report(results: dict, out: Any = sys.stdout) -> None:
-    w = out.write
-    rows = results["subjects"]
-    node = rows.get("node @fal-ai/server-proxy", {})
-    node_cases = {(c["hold_s"], c["calls"]): c for c in node.get("cases", [])}
-    w("\nHeld calls (fal answers each call after D s; wrk keeps C connections busy)\n\n")
-    w("| subject | D s | C | run s | req/s | ideal req/s | % of ideal | x node | p50 s | p99 s | "
-      "completed | errors | peak RSS MiB | RSS KiB per held call | peak fds | CPU us/req |\n")
-    w("|" + "---|" * 16 + "\n")
-    for name, r in rows.items():
-        for c in r.get("cases", []):
-            ref = node_cases.get((c["hold_s"], c["calls"]))
-            cpu = c["cpu_us_per_request"]
-            w(f"| {name} | {c['hold_s']:g} | {c['calls']} | {c['seconds']} | {c['rps']:.0f} | "
-              f"{c['ideal_rps']:.0f} | {100 * c['requests'] / c['expected']:.0f}% | "
-              f"{h.ratio(c['rps'], ref['rps'] if ref else None)} | "
-              f"{c['p50_us'] / 1e6:.2f} | {c['p99_us'] / 1e6:.2f} | "
-              f"{c['requests']}/{c['expected']} | {c['errors']} | "
-              f"{c['peak_rss_mib']:.0f} | {c['rss_kib_per_call']:.1f} | {c['peak_fds']} | "
-              f"{'-' if cpu is None else f'{cpu:.0f}'} |\n")
-    base = rows.get("upstream alone (holding server)", {}).get("streams", {})
-    w("\nStatus streams open at once (an event every 100 ms; delay from upstream write to "
-      "client read)\n\n")
-    w("| subject | streams | events | median ms | p99 ms | max ms | added median ms | "
-      "added max ms |\n|" + "---|" * 8 + "\n")
-    for name, r in rows.items():
-        s = r.get("streams")
-        if not s or s["median_ms"] is None:
-            continue
-        direct = s is base
-        w(f"| {name} | {s['complete_streams']}/{s['streams']} | {s['events']}/{s['expected']} | "
-          f"{s['median_ms']:.2f} | {s['p99_ms']:.2f} | {s['max_ms']:.2f} | "
-          + ("- | - |" if direct else f"{s['median_ms'] - base['median_ms']:.2f} | "
-             f"{s['max_ms'] - base['max_ms']:.2f} |") + "\n")
-    w("\nA normal call while clients send their headers and then stall\n\n")
-    w("| subject | stalled clients | median alone ms | median during ms | max during ms | "
-      "added max ms | failed |\n|" + "---|" * 7 + "\n")
-    for name, r in rows.items():
-        s = r.get("stalled")
-        if s:
-            f = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-            w(f"| {name} | {s['stalled']} | {f(s['before_median_ms'])} | "
-              f"{f(s['during_median_ms'])} | {f(s['during_max_ms'])} | {f(s['added_max_ms'])} "
-              f"| {s['failed']}/{s['probes']} |\n")
-    for note in results.get("skipped", []):
-        w(f"\nNot run: {note}")
-    w("\n")
-
-
-def evaluate(results: dict, ours: str) -> list[dict]:
-    rows = results["subjects"]
-    r = rows.get(ours, {})
-    node = {(c["hold_s"], c["calls"]): c
-            for c in rows.get("node @fal-ai/server-proxy", {}).get("cases", [])}
-    base = rows.get("upstream alone (holding server)", {}).get("streams")
-    targets = []
-    for c in r.get("cases", []):
-        ideal = f"{100 * c['requests'] / c['expected']:.0f}% of ideal"
-        if c["hold_s"] == 2 and c["calls"] == 2000:
-            ref = node.get((2, 2000))
-            x = c["rps"] / ref["rps"] if ref else None
-            p99 = c["p99_us"] / 1e6
-            targets.append({
-                "target": "2,000 held calls of 2 s: req/s >= 1.0x node, 0 errors, p99 <= 3 s",
-                "figure": f"{'-' if x is None else f'{x:.2f}x'} ({ideal}), {c['errors']} "
-                          f"errors, p99 {p99:.2f} s",
-                "met": x is not None and x >= 1.0 and c["errors"] == 0 and p99 <= 3.0,
-            })
-        if c["hold_s"] == 30 and c["calls"] == 5000:
-            targets.append({
-                "target": "5,000 held calls of 30 s: all complete, 0 errors",
-                "figure": f"{c['requests']} of {c['expected']} ({ideal}), {c['errors']} errors, "
-                          f"{c['rss_kib_per_call']:.1f} KiB per held call",
-                "met": c["errors"] == 0 and c["requests"] >= c["expected"],
-            })
-    s = r.get("streams")
-    if s and base and s["median_ms"] is not None:
-        added, added_max = s["median_ms"] - base["median_ms"], s["max_ms"] - base["max_ms"]
-        targets.append({
-            "target": f"{s['streams']:,} streams: added median < 2 ms, max < 50 ms, none lost",
-            "figure": f"{added:.2f} ms, max {added_max:.1f} ms, {s['events']}/{s['expected']}",
-            "met": added < 2 and added_max < 50 and s["events"] == s["expected"],
-        })
-    st = r.get("stalled")
-    if st:
-        added = st["added_max_ms"]
-        targets.append({
-            "target": f"{st['stalled']:,} stalled clients delay a call by <= 50 ms",
-            "figure": "-" if added is None else f"{added:.1f} ms, {st['failed']} failed",
-            "met": added is not None and added <= 50 and st["failed"] == 0,
-        })
-    return targets

@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
+from processes import free_port  # noqa: E402
+from subjects import PROXY_ROUTE  # noqa: E402
+from upstream import FAL_KEY, MIB, PROBE_BODY, TARGET, Upstream  # noqa: E402
 
 
 def main() -> int:
@@ -34,11 +36,11 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="fal-proxy-micro-"))
     workdir.chmod(0o755)
-    upstream = harness.Upstream(workdir, harness.free_port(), harness.free_port())
+    upstream = Upstream(workdir, free_port(), free_port())
     try:
-        upstream.start(harness.MIB)
+        upstream.start(MIB)
         os.environ["BENCH_UPSTREAM_PORT"] = str(upstream.port)
-        os.environ["BENCH_FAL_KEY"] = harness.FAL_KEY
+        os.environ["BENCH_FAL_KEY"] = FAL_KEY
         import logging
 
         logging.disable(logging.WARNING)
@@ -48,18 +50,18 @@ def main() -> int:
         environ = {
             "REQUEST_METHOD": "POST",
             "SCRIPT_NAME": "",
-            "PATH_INFO": harness.PROXY_ROUTE,
+            "PATH_INFO": PROXY_ROUTE,
             "QUERY_STRING": "",
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1",
             "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(harness.PROBE_BODY)),
+            "CONTENT_LENGTH": str(len(PROBE_BODY)),
             "HTTP_HOST": "127.0.0.1:8000",
             "HTTP_ACCEPT": "application/json",
             "HTTP_USER_AGENT": "wrk",
-            "HTTP_X_FAL_TARGET_URL": harness.TARGET,
+            "HTTP_X_FAL_TARGET_URL": TARGET,
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.errors": sys.stderr,
@@ -74,7 +76,7 @@ def main() -> int:
 
         def call() -> None:
             env = dict(environ)
-            env["wsgi.input"] = io.BytesIO(harness.PROBE_BODY)
+            env["wsgi.input"] = io.BytesIO(PROBE_BODY)
             body = app(env, start_response)
             try:
                 for _ in body:

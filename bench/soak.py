@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from flask_fal_proxy.testing.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "soak-key-5ecret-never-logged"
@@ -150,18 +151,8 @@ def start_gunicorn(
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    stop(proc)
+    stop_process(proc, timeout=20)
     raise RuntimeError("gunicorn did not start:\n" + log.read_text(errors="replace"))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def window(samples: list[dict], pid: str, key: str, start: float, end: float) -> float:
@@ -214,7 +205,7 @@ def run(args: argparse.Namespace) -> dict:
         pids_after = worker_pids(proc.pid)
         log_text = (workdir / "gunicorn.log").read_text(errors="replace")
     finally:
-        stop(proc)
+        stop_process(proc, timeout=20)
         upstream.stop()
 
     match = re.search(r"SOAK_RESULT (\{.*\})", output)

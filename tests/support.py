@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import subprocess
 import threading
@@ -40,21 +39,6 @@ def wait_for_start(
             return None
         time.sleep(0.05)
     return None
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM first so the server shuts down as in production; kill only if it hangs.
-
-    Only ``proc`` is signalled, by its own PID, never by name: other servers
-    on the machine may be someone else's.
-    """
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 class LoopbackListener:

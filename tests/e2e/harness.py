@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support import stop_process, wait_for_start
+from support import wait_for_start
+
+from flask_fal_proxy.testing.processes import stop_process
 
 E2E_DIR = Path(__file__).resolve().parent
 ROOT = E2E_DIR.parents[1]

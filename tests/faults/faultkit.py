@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.harness import gunicorn_argv, gunicorn_env
-from support import LoopbackListener, stop_process, wait_for_start
+from support import LoopbackListener, wait_for_start
+
+from flask_fal_proxy.testing.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 

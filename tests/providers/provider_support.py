@@ -91,7 +91,7 @@ class RedisServer:
         import shutil
         import signal
 
-        from support import stop_process
+        from flask_fal_proxy.testing.processes import stop_process
 
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)  # a stalled server must wake to stop

@@ -24,9 +24,10 @@ import requests
 from conftest import PROXY, TEST_KEY, target
 from e2e.harness import Server, clean_env, gunicorn_argv, gunicorn_env, require
 from prometheus_client.parser import text_string_to_metric_families
-from support import stop_process, wait_for_start
+from support import wait_for_start
 
 from flask_fal_proxy.testing import FakeFal
+from flask_fal_proxy.testing.processes import stop_process
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
