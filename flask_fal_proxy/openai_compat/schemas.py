@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ..relay import Relay
 from . import errors
 from .registry import Model
@@ -168,13 +166,15 @@ def fetch_document(relay: Relay, endpoint: str) -> dict[str, Any]:
     """fal's queue OpenAPI document for ``endpoint``; public, so no key is sent."""
     url = OPENAPI_URL + quote(endpoint, safe="/")
     try:
-        response = relay.open("GET", url, {"Accept": "application/json"})
-    except requests.RequestException as exc:
+        with relay.open("GET", url, {"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise DocumentUnavailable(f"fal answered {response.status_code}")
+            body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    except DocumentUnavailable:
+        raise
+    except Exception as exc:
+        # Refused, cut off or stalled (urllib3's own exceptions, past requests'): all one.
         raise DocumentUnavailable(f"unreachable ({type(exc).__name__})") from None
-    with response:
-        if response.status_code != 200:
-            raise DocumentUnavailable(f"fal answered {response.status_code}")
-        body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise DocumentUnavailable("the document is too large")
     try:
@@ -249,7 +249,9 @@ class SchemaCache:
             flight.inputs = read_inputs(self._fetch(endpoint), endpoint)
             self._entries[endpoint] = _Entry(flight.inputs, time.monotonic() + self._ttl)
             logger.info("loaded the input schema of %s", endpoint)
-        except DocumentUnavailable as exc:
+        except Exception as exc:
+            if not isinstance(exc, DocumentUnavailable):
+                logger.error("unexpected %s reading the schema of %s", type(exc).__name__, endpoint)
             if stale is not None:
                 stale.refresh_at = time.monotonic() + RETRY_STALE_AFTER
                 logger.warning(
