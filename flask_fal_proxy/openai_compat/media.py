@@ -71,7 +71,8 @@ class _Stopped(Exception):
 class DownloadBudget:
     """The image bytes one answer may still take, shared by its downloads."""
 
-    def __init__(self, total: int = MAX_B64_TOTAL_BYTES) -> None:
+    def __init__(self, total: int | None = None) -> None:
+        total = MAX_B64_TOTAL_BYTES if total is None else total
         self.total = total
         self._left = total
         self._stopped = False

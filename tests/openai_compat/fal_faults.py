@@ -60,6 +60,10 @@ class FaultyFal(LoopbackListener):
         self.faults: dict[str, str] = {}
         self.seen: list[Seen] = []
         self._counts: dict[str, int] = {}
+        self.media_delay = 0.0
+        self.media_image = png_image()
+        self.media_in_flight = 0
+        self.media_most_at_once = 0
         self._lock = threading.Lock()
         self._start_accepting()
 
@@ -128,7 +132,13 @@ class FaultyFal(LoopbackListener):
             endpoint = unquote(query.partition("endpoint_id=")[2].split("&")[0])
             return answer(openapi_document(endpoint))
         if stage == "media":
-            return closing_response("200 OK", "image/png", png_image())
+            with self._lock:
+                self.media_in_flight += 1
+                self.media_most_at_once = max(self.media_most_at_once, self.media_in_flight)
+            time.sleep(self.media_delay)
+            with self._lock:
+                self.media_in_flight -= 1
+            return closing_response("200 OK", "image/png", self.media_image)
         if stage == "submit":
             app = "/".join(path.strip("/").split("/")[:2])
             request_id = str(uuid.uuid4())
