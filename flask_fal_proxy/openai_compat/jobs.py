@@ -42,13 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from ..errors import ProxyError
 from ..relay import Relay
 from ..validation import parse_target_url
 from . import errors, json_parts
+from .call_failures import answer_for, never_sent
 from .keys import KeyPool, fingerprint
 
 __all__ = ["Progress", "QueueRunner", "fal_message"]
@@ -100,26 +99,6 @@ class _Job:
 
 class _Abandoned(Exception):
     """Another job of the same request failed; this one was cancelled."""
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Whether a failed call certainly did not reach fal: no connection was ever made."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or isinstance(
-        exc, requests.exceptions.ProxyError
-    ):
-        return False
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
-    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-
-
-def _transport_error(exc: BaseException) -> errors.OpenAIError:
-    """A failed call after it was sent: 504 if fal went silent, else 502."""
-    if isinstance(exc, (requests.Timeout, Urllib3Timeout, TimeoutError)):
-        return errors.fal_timeout()
-    return errors.fal_interrupted()
 
 
 def _canonical(url: str) -> bool:
@@ -266,12 +245,12 @@ class QueueRunner:
             except errors.OpenAIError as exc:
                 raise self._ambiguous(progress, exc) from None
             except Exception as exc:
-                if _never_sent(exc):
+                if never_sent(exc):
                     # Nothing reached fal: safe for the client to retry.
                     logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
                     raise errors.fal_unreachable() from None
                 logger.warning("fal's answer to a submit failed (%s)", type(exc).__name__)
-                raise self._ambiguous(progress, _transport_error(exc)) from None
+                raise self._ambiguous(progress, answer_for(exc)) from None
             if status in (401, 403):
                 self.keys.bench(key, status)
                 continue
@@ -368,7 +347,7 @@ class QueueRunner:
                 if failures >= _TRANSIENT_POLL_FAILURES:
                     if isinstance(exc, errors.OpenAIError):
                         raise
-                    raise _transport_error(exc) from None
+                    raise answer_for(exc) from None
                 continue
             if status >= 500 or status == 429:
                 failures += 1
@@ -397,7 +376,7 @@ class QueueRunner:
             # The job is over, but its answer was lost: make sure fal stops all the same.
             logger.warning("fal result fetch failed (%s)", type(exc).__name__)
             self.cancel(job)
-            raise _transport_error(exc) from None
+            raise answer_for(exc) from None
         if 200 <= status < 300 and isinstance(answer, dict):
             return answer
         if status == 422:

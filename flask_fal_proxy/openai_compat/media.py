@@ -7,9 +7,8 @@ server fetch from anywhere else (an internal address, a metadata service).
 The images of one answer share one budget (:class:`DownloadBudget`), since
 ten images each under the per-image cap can still be more than a worker
 should hold, and a few are fetched side by side rather than one after
-another. Any failure of a download, whatever raised it (a cut or stalled
-body raises urllib3's own exceptions, not requests'), is a 502
-``image_unavailable``.
+another. Any transport failure of a download (a cut or stalled body raises
+urllib3's own exceptions, not requests') is a 502 ``image_unavailable``.
 
 Uploaded images are checked by their first bytes (PNG, JPEG or WebP, as
 OpenAI accepts) and handed to fal inline as data URIs, which fal's image
@@ -31,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..relay import Relay
 from . import errors
+from .call_failures import TRANSPORT_ERRORS
 from .json_parts import Base64Text
 
 __all__ = ["DownloadBudget", "image_b64", "images_b64", "upload_data_uri"]
@@ -124,9 +124,7 @@ def image_b64(
                 data += chunk
                 if len(data) > MAX_IMAGE_BYTES:
                     raise errors.image_unavailable(f"it is larger than {MAX_IMAGE_BYTES} bytes")
-    except (errors.OpenAIError, _Stopped):
-        raise
-    except Exception as exc:
+    except TRANSPORT_ERRORS as exc:
         # A refused connection, a cut or stalled body, a broken encoding: all the same here.
         logger.warning("image download failed (%s)", type(exc).__name__)
         raise errors.image_unavailable("fal's media host could not be reached") from None

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from ..relay import Relay
 from . import errors
+from .call_failures import TRANSPORT_ERRORS
 from .registry import Model
 
 __all__ = ["ModelInputs", "SchemaCache", "fetch_document", "read_inputs"]
@@ -170,9 +171,7 @@ def fetch_document(relay: Relay, endpoint: str) -> dict[str, Any]:
             if response.status_code != 200:
                 raise DocumentUnavailable(f"fal answered {response.status_code}")
             body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
-    except DocumentUnavailable:
-        raise
-    except Exception as exc:
+    except TRANSPORT_ERRORS as exc:
         # Refused, cut off or stalled (urllib3's own exceptions, past requests'): all one.
         raise DocumentUnavailable(f"unreachable ({type(exc).__name__})") from None
     if len(body) > MAX_DOCUMENT_BYTES:
@@ -249,9 +248,7 @@ class SchemaCache:
             flight.inputs = read_inputs(self._fetch(endpoint), endpoint)
             self._entries[endpoint] = _Entry(flight.inputs, time.monotonic() + self._ttl)
             logger.info("loaded the input schema of %s", endpoint)
-        except Exception as exc:
-            if not isinstance(exc, DocumentUnavailable):
-                logger.error("unexpected %s reading the schema of %s", type(exc).__name__, endpoint)
+        except DocumentUnavailable as exc:
             if stale is not None:
                 stale.refresh_at = time.monotonic() + RETRY_STALE_AFTER
                 logger.warning(
