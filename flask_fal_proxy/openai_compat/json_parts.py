@@ -94,7 +94,7 @@ def dumps(value: Any) -> bytes | Parts:
         texts[token] = item
         return token
 
-    document = json.dumps(value, default=placeholder)
+    document = json.dumps(value, separators=(",", ":"), default=placeholder)
     if not texts:
         return document.encode()
     pieces = re.split('"(' + "|".join(texts) + ')"', document)

@@ -31,11 +31,12 @@ def test_parts_are_the_json_that_json_dumps_writes_and_share_the_image_bytes() -
     first, second = dumps({**payload, "num_images": 4}), dumps({**payload, "num_images": 2})
 
     assert isinstance(first, Parts) and isinstance(second, Parts)
-    assert first.join() == json.dumps({**as_text, "num_images": 4}).encode()
+    compact = json.dumps({**as_text, "num_images": 4}, separators=(",", ":"))
+    assert first.join() == compact.encode()
     assert len(first) == len(first.join())
     shared = [p for p in first.parts if p is image.data]
     assert len(shared) == 2 and any(p is image.data for p in second.parts)
-    assert dumps({"prompt": "p"}) == b'{"prompt": "p"}'
+    assert dumps({"prompt": "p"}) == b'{"prompt":"p"}'
 
 
 def test_a_client_string_that_looks_like_a_placeholder_stays_a_string() -> None:
