@@ -39,7 +39,9 @@ def never_sent(exc: BaseException) -> bool:
 
 
 def answer_for(exc: BaseException) -> errors.OpenAIError:
-    """A call that failed after it was sent: 504 if fal went silent, else 502."""
+    """A failed call: 502 if fal was unreachable or its answer cut off, 504 if it went silent."""
+    if never_sent(exc):
+        return errors.fal_unreachable()
     if isinstance(exc, (requests.Timeout, Urllib3Timeout, TimeoutError)):
         return errors.fal_timeout()
     return errors.fal_interrupted()
