@@ -32,11 +32,13 @@ from ..credentials import server_setting
 from ..cross_origin import STAINLESS_HEADERS, require_flask_cors
 from ..errors import ProxyError
 from ..relay import default_session
-from . import errors
+from . import errors, json_parts
+from .departure import client_left
 from .fal_input import Plan, plan_jobs
 from .jobs import Progress, QueueRunner
+from .json_parts import Base64Text
 from .keys import KeyPool
-from .media import image_b64, upload_data_uri
+from .media import images_b64, upload_data_uri
 from .registry import Model, parse_models
 from .schemas import ModelInputs, SchemaCache, fetch_document
 
@@ -239,6 +241,7 @@ class _ImagesAPI(Face):
             most = 1 if inputs.edit_field == "image_url" else MAX_IMAGES_PER_EDIT
             raise errors.invalid_request(f"This model edits at most {most} image(s).", "image")
         fal_input = dict(plan.fal_input)
+        # Encoded once, one file at a time; every job of the request shares these.
         uris = [upload_data_uri(_read_upload(f, "image"), "image") for f in files]
         fal_input[inputs.edit_field or "image_url"] = (
             uris if inputs.edit_field == "image_urls" else uris[0]
@@ -251,40 +254,50 @@ class _ImagesAPI(Face):
         return dataclasses.replace(plan, fal_input=fal_input)
 
     def generate(self, model: Model, plan: Plan) -> flask.Response:
-        progress = Progress()
+        progress = Progress(client_left=client_left(flask.request.environ))
         try:
             jobs = [plan.job_input(count) for count in plan.batches]
             results = self.runner.run_all(model.endpoint, model.app, jobs, progress)
             data = self._images(results, plan)
         except Exception as exc:
-            error = _as_openai_error(exc)
+            error = _as_openai_error(exc, submitted=progress.submitted)
             if progress.submitted:
                 errors.after_submit(error)
             raise error from None
-        return flask.jsonify({"created": int(time.time()), "data": data})
+        body = json_parts.dumps({"created": int(time.time()), "data": data})
+        if isinstance(body, bytes):
+            return flask.Response(body, mimetype="application/json")
+        # The base64 images are sent as they are, never joined into one copy.
+        response = flask.Response(body.parts, mimetype="application/json")
+        response.headers["Content-Length"] = str(len(body))
+        return response
 
-    def _images(self, results: list[dict[str, Any]], plan: Plan) -> list[dict[str, str]]:
+    def _images(self, results: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
         wanted = sum(plan.batches)
-        data: list[dict[str, str]] = []
+        found: list[tuple[str, str | None]] = []
         for result in results:
             images = result.get("images")
             if not isinstance(images, list):
                 images = [result["image"]] if isinstance(result.get("image"), dict) else []
             revised = result.get("revised_prompt") or result.get("prompt")
+            if not (isinstance(revised, str) and revised and revised != plan.prompt):
+                revised = None
             for image in images:
                 url = image.get("url") if isinstance(image, dict) else None
-                if not isinstance(url, str) or len(data) >= wanted:
-                    continue
-                if plan.b64:
-                    entry = {"b64_json": image_b64(url, self.runner.relay)}
-                else:
-                    entry = {"url": url}
-                if isinstance(revised, str) and revised and revised != plan.prompt:
-                    entry["revised_prompt"] = revised
-                data.append(entry)
-        if not data:
+                if isinstance(url, str) and len(found) < wanted:
+                    found.append((url, revised))
+        if not found:
             raise errors.generation_failed("fal returned no images")
-        return data
+        if plan.b64:
+            # Side by side, within one budget for the whole answer.
+            encoded = images_b64([url for url, _ in found], self.runner.relay)
+            entries: list[dict[str, Any]] = [{"b64_json": Base64Text(b64)} for b64 in encoded]
+        else:
+            entries = [{"url": url} for url, _ in found]
+        for entry, (_, revised) in zip(entries, found, strict=True):
+            if revised is not None:
+                entry["revised_prompt"] = revised
+        return entries
 
     # --- views that send nothing upstream ----------------------------------------
     def list_models(self) -> flask.Response:
@@ -331,16 +344,28 @@ def _read_upload(upload: Any, field: str) -> bytes:
     data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise errors.invalid_request(f"{field} is larger than {MAX_UPLOAD_BYTES} bytes.", field)
-    return bytes(data)
+    return data if isinstance(data, bytes) else bytes(data)
 
 
-def _as_openai_error(exc: Exception) -> errors.OpenAIError:
+def _as_openai_error(exc: Exception, submitted: bool = False) -> errors.OpenAIError:
+    """The answer for a failed generation; after a submit, never a 500 the SDKs retry."""
     if isinstance(exc, errors.OpenAIError):
-        return exc
-    if isinstance(exc, ProxyError):
-        return errors.from_proxy_error(exc)
-    logger.error("unexpected %s while generating; answered 500", type(exc).__name__)
-    return errors.internal_error()
+        error = exc
+    elif isinstance(exc, ProxyError):
+        error = errors.from_proxy_error(exc)
+    else:
+        logger.error(
+            "unexpected %s while generating%s; answered %d",
+            type(exc).__name__,
+            " after a submit" if submitted else "",
+            502 if submitted else 500,
+        )
+        return errors.generation_interrupted() if submitted else errors.internal_error()
+    if submitted and error.status >= 500 and error.status not in (502, 504):
+        replaced = errors.generation_interrupted()
+        replaced.headers.update(error.headers)
+        return replaced
+    return error
 
 
 def _install_cors(blueprint: flask.Blueprint, origins: Sequence[str]) -> None:

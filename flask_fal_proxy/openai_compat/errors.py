@@ -210,3 +210,40 @@ def insufficient_quota(message: str) -> OpenAIError:
         code="insufficient_quota",
         headers={"x-should-retry": "false"},
     )
+
+
+def fal_interrupted() -> OpenAIError:
+    return OpenAIError(
+        502,
+        "fal's answer was cut off; the job was not retried, so it is paid for once at most.",
+        type=SERVER_ERROR,
+        code="upstream_interrupted",
+    )
+
+
+def generation_interrupted() -> OpenAIError:
+    return OpenAIError(
+        502,
+        "The generation failed on this server after fal accepted it.",
+        type=SERVER_ERROR,
+        code="generation_interrupted",
+    )
+
+
+def images_too_large(limit: int) -> OpenAIError:
+    return OpenAIError(
+        502,
+        f"The generated images together are larger than {limit} bytes; ask for 'url' instead.",
+        type=SERVER_ERROR,
+        code="image_unavailable",
+    )
+
+
+def client_disconnected() -> OpenAIError:
+    # Nobody reads this answer; the status (nginx's 499) is for the access log.
+    return OpenAIError(
+        499,
+        "The client closed the connection; its jobs were cancelled.",
+        type=INVALID_REQUEST,
+        code="client_disconnected",
+    )

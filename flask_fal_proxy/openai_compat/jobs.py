@@ -15,8 +15,18 @@ the session or the environment is merged into a keyed call), with an explicit
 timeout that never runs past the job's deadline and no redirects.
 
 Polling waits on an ``Event`` that the other jobs of the same request set
-when one of them fails, so the rest are cancelled at once instead of being
-paid for; under gevent the wait is a cooperative sleep.
+when one of them fails, or that any of them sets when the client has gone
+(:mod:`.departure`, checked between polls), so the rest are cancelled at
+once instead of being paid for; under gevent the wait is a cooperative sleep.
+
+A generation is paid for once fal has the submit, whether or not its answer
+arrives. So a submit that fails in any way after it may have been sent (a
+cut or stalled answer raises urllib3's own ``ProtocolError`` or
+``ReadTimeoutError``, not a requests exception) is a 502 or 504 that marks
+the request as submitted, which tells the client not to retry; only a
+connection that was never made is safe to retry. Once fal has named the job,
+any failure after it (polls that keep failing, a result that cannot be read,
+the client gone) cancels the job before the error is raised.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +46,8 @@ import requests
 from ..errors import ProxyError
 from ..relay import Relay
 from ..validation import parse_target_url
-from . import errors
+from . import errors, json_parts
+from .call_failures import answer_for, never_sent
 from .keys import KeyPool, fingerprint
 
 __all__ = ["Progress", "QueueRunner", "fal_message"]
@@ -54,14 +65,27 @@ DEFAULT_RETRY_AFTER = "10"
 FIRST_POLL = 0.05
 MAX_POLL = 1.0
 _TRANSIENT_POLL_FAILURES = 3
+CANCEL_TIMEOUT = 5.0
 
 
 @dataclass
 class Progress:
-    """What the jobs of one request share: whether any was submitted, and when to give up."""
+    """What the jobs of one request share: whether any was submitted, and when to give up.
+
+    ``client_left``, if given, says whether the client has gone; it is asked
+    between status polls. ``cause`` is the error the abandoned jobs raise.
+    """
 
     submitted: bool = False
     abandon: threading.Event = field(default_factory=threading.Event)
+    client_left: Callable[[], bool] | None = None
+    cause: errors.OpenAIError | None = None
+
+    def check_client(self) -> None:
+        if self.client_left is not None and not self.abandon.is_set() and self.client_left():
+            logger.info("the client has gone; cancelling its jobs")
+            self.cause = errors.client_disconnected()
+            self.abandon.set()
 
 
 @dataclass(frozen=True)
@@ -137,13 +161,19 @@ class QueueRunner:
 
     # --- one call -----------------------------------------------------------
     def _call(
-        self, method: str, url: str, key: str, body: bytes | None, budget: float
+        self,
+        method: str,
+        url: str,
+        key: str,
+        body: bytes | json_parts.Parts | None,
+        budget: float,
     ) -> tuple[int, requests.structures.CaseInsensitiveDict[str], Any]:
         headers = {"Authorization": f"Key {key}", "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         timeout = (self.connect_timeout, max(0.05, min(self.read_timeout, budget)))
-        with self.relay.open(method, url, headers, body, timeout) as response:
+        # Parts are sent one after another, so the jobs of one edit share its images.
+        with self.relay.open(method, url, headers, body, timeout) as response:  # type: ignore[arg-type]
             raw = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
             if len(raw) > MAX_RESULT_BYTES:
                 raise errors.fal_error(response.status_code, "the answer is too large")
@@ -182,13 +212,25 @@ class QueueRunner:
         deadline: float,
         progress: Progress,
     ) -> dict[str, Any]:
-        job = self._submit(endpoint, app, json.dumps(payload).encode(), deadline, progress)
-        self._await(job, deadline, progress)
+        job = self._submit(endpoint, app, json_parts.dumps(payload), deadline, progress)
+        try:
+            failed = self._await(job, deadline, progress)
+        except BaseException:
+            # Whatever went wrong, fal must stop working on a job nobody will receive.
+            self.cancel(job)
+            raise
+        if failed is not None:
+            raise failed  # fal ended the job itself: nothing to cancel
         return self._result(job, deadline)
 
     # --- submit --------------------------------------------------------------
     def _submit(
-        self, endpoint: str, app: str, body: bytes, deadline: float, progress: Progress
+        self,
+        endpoint: str,
+        app: str,
+        body: bytes | json_parts.Parts,
+        deadline: float,
+        progress: Progress,
     ) -> _Job:
         rate_limited, retry_after = False, DEFAULT_RETRY_AFTER
         for key in self.keys.for_job():
@@ -198,12 +240,17 @@ class QueueRunner:
                 status, headers, answer = self._call(
                     "POST", QUEUE + endpoint, key, body, deadline - time.monotonic()
                 )
-            except (requests.ConnectionError, requests.ConnectTimeout) as exc:
-                # Nothing reached fal: safe for the client to retry.
-                logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
-                raise errors.fal_unreachable() from None
-            except requests.RequestException:
-                raise self._ambiguous(progress, errors.fal_timeout()) from None
+            except ProxyError:
+                raise  # refused before sending
+            except errors.OpenAIError as exc:
+                raise self._ambiguous(progress, exc) from None
+            except Exception as exc:
+                if never_sent(exc):
+                    # Nothing reached fal: safe for the client to retry.
+                    logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
+                    raise errors.fal_unreachable() from None
+                logger.warning("fal's answer to a submit failed (%s)", type(exc).__name__)
+                raise self._ambiguous(progress, answer_for(exc)) from None
             if status in (401, 403):
                 self.keys.bench(key, status)
                 continue
@@ -268,16 +315,22 @@ class QueueRunner:
         )
 
     # --- follow --------------------------------------------------------------
-    def _await(self, job: _Job, deadline: float, progress: Progress) -> None:
+    def _await(self, job: _Job, deadline: float, progress: Progress) -> errors.OpenAIError | None:
+        """Poll until fal says the job is over: ``None`` if it completed, else why it failed.
+
+        Anything else raises, and the caller cancels the job.
+        """
         delay, failures = self.first_poll, 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.cancel(job)
                 raise errors.generation_timeout(self.generation_timeout)
+            progress.check_client()
             if progress.abandon.wait(min(delay, remaining)):
-                self.cancel(job)
-                raise _Abandoned()
+                raise progress.cause or _Abandoned()
+            progress.check_client()
+            if progress.abandon.is_set():
+                raise progress.cause or _Abandoned()
             delay = min(delay * 2, self.max_poll)
             if time.monotonic() >= deadline:
                 continue
@@ -285,28 +338,30 @@ class QueueRunner:
                 status, _, answer = self._call(
                     "GET", job.status_url, job.key, None, deadline - time.monotonic()
                 )
-            except requests.RequestException as exc:
+            except ProxyError:
+                raise
+            except Exception as exc:
+                # Cut, stalled, reset: the job itself may be fine, so poll again.
                 failures += 1
                 logger.warning("fal status poll failed (%s)", type(exc).__name__)
                 if failures >= _TRANSIENT_POLL_FAILURES:
-                    self.cancel(job)
-                    raise errors.fal_unreachable() from None
+                    if isinstance(exc, errors.OpenAIError):
+                        raise
+                    raise answer_for(exc) from None
                 continue
             if status >= 500 or status == 429:
                 failures += 1
                 if failures >= _TRANSIENT_POLL_FAILURES:
-                    self.cancel(job)
                     raise errors.fal_error(status, fal_message(answer))
                 continue
             if not 200 <= status < 300:
-                self.cancel(job)
                 raise errors.fal_error(status, fal_message(answer))
             failures = 0
             state = answer.get("status") if isinstance(answer, dict) else None
             if state == "COMPLETED":
-                return
+                return None
             if state in ("FAILED", "ERROR", "CANCELLED"):
-                raise errors.generation_failed(
+                return errors.generation_failed(
                     fal_message({"detail": answer.get("error")}, state.lower())
                 )
 
@@ -315,9 +370,13 @@ class QueueRunner:
             status, _, answer = self._call(
                 "GET", job.response_url, job.key, None, max(1.0, deadline - time.monotonic())
             )
-        except requests.RequestException as exc:
+        except (ProxyError, errors.OpenAIError):
+            raise
+        except Exception as exc:
+            # The job is over, but its answer was lost: make sure fal stops all the same.
             logger.warning("fal result fetch failed (%s)", type(exc).__name__)
-            raise errors.fal_unreachable() from None
+            self.cancel(job)
+            raise answer_for(exc) from None
         if 200 <= status < 300 and isinstance(answer, dict):
             return answer
         if status == 422:
@@ -327,7 +386,7 @@ class QueueRunner:
     def cancel(self, job: _Job) -> None:
         """Ask fal to stop the job; best effort, since the answer changes nothing here."""
         try:
-            status, _, _ = self._call("PUT", job.cancel_url, job.key, None, 5.0)
+            status, _, _ = self._call("PUT", job.cancel_url, job.key, None, CANCEL_TIMEOUT)
             logger.info("cancelled fal job %s (%d)", job.request_id, status)
-        except requests.RequestException as exc:
+        except Exception as exc:
             logger.warning("could not cancel fal job %s (%s)", job.request_id, type(exc).__name__)

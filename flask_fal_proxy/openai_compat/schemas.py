@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ..relay import Relay
 from . import errors
+from .call_failures import TRANSPORT_ERRORS
 from .registry import Model
 
 __all__ = ["ModelInputs", "SchemaCache", "fetch_document", "read_inputs"]
@@ -168,13 +167,13 @@ def fetch_document(relay: Relay, endpoint: str) -> dict[str, Any]:
     """fal's queue OpenAPI document for ``endpoint``; public, so no key is sent."""
     url = OPENAPI_URL + quote(endpoint, safe="/")
     try:
-        response = relay.open("GET", url, {"Accept": "application/json"})
-    except requests.RequestException as exc:
+        with relay.open("GET", url, {"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise DocumentUnavailable(f"fal answered {response.status_code}")
+            body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    except TRANSPORT_ERRORS as exc:
+        # Refused, cut off or stalled (urllib3's own exceptions, past requests'): all one.
         raise DocumentUnavailable(f"unreachable ({type(exc).__name__})") from None
-    with response:
-        if response.status_code != 200:
-            raise DocumentUnavailable(f"fal answered {response.status_code}")
-        body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise DocumentUnavailable("the document is too large")
     try:

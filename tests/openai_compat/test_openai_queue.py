@@ -8,6 +8,7 @@ time, an image on a host that is not fal's.
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -21,7 +22,7 @@ from flask_fal_proxy.openai_compat.media import image_b64
 from flask_fal_proxy.openai_compat.registry import Model
 from flask_fal_proxy.openai_compat.schemas import DocumentUnavailable, SchemaCache, read_inputs
 from flask_fal_proxy.relay import Relay, default_session
-from flask_fal_proxy.testing import openapi_document
+from flask_fal_proxy.testing import loopback_session, openapi_document
 
 SUBMIT = "https://queue.fal.run/fal-ai/flux/dev"
 BASE = "https://queue.fal.run/fal-ai/flux/requests/r-1"
@@ -68,13 +69,27 @@ def test_a_5xx_at_submit_counts_as_submitted() -> None:
     assert progress.submitted
 
 
-@responses.activate
 def test_fal_unreachable_at_submit_is_safe_to_retry() -> None:
-    responses.post(SUBMIT, body=requests.ConnectionError("refused"))
+    # A real refused connection: nothing was sent, so nothing was paid.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    queue = QueueRunner(
+        loopback_session(port), KeyPool(["k1"]), generation_timeout=5.0, first_poll=0.01
+    )
+    progress = Progress()
+    with pytest.raises(errors.OpenAIError) as caught:
+        run(queue, progress)
+    assert caught.value.code == "upstream_unreachable" and not progress.submitted
+
+
+@responses.activate
+def test_a_connection_lost_after_the_submit_was_sent_counts_as_submitted() -> None:
+    responses.post(SUBMIT, body=requests.ConnectionError("Connection aborted."))
     progress = Progress()
     with pytest.raises(errors.OpenAIError) as caught:
         run(runner(), progress)
-    assert caught.value.code == "upstream_unreachable" and not progress.submitted
+    assert caught.value.code == "upstream_interrupted" and progress.submitted
 
 
 @responses.activate
@@ -133,7 +148,7 @@ def test_images_are_fetched_from_fal_media_only() -> None:
         assert caught.value.code == "image_unavailable", url
     with pytest.raises(errors.OpenAIError):
         image_b64("data:image/png;base64,!!!", relay, (1, 1))
-    assert image_b64("data:image/png;base64,iVBORw0K", relay, (1, 1)) == "iVBORw0K"
+    assert image_b64("data:image/png;base64,iVBORw0K", relay, (1, 1)) == b"iVBORw0K"
 
 
 @responses.activate
