@@ -459,5 +459,7 @@ def create_openai_blueprint(
         generation_timeout=generation_timeout,
         allow_unauthenticated=allow_unauthenticated,
         cors_origins=cors_origins,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
     )
     return openai_blueprint(config, name=name, session=session)
