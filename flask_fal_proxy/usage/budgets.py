@@ -78,7 +78,7 @@ class Budget:
 
     def describe(self) -> str:
         whose = "for this user" if self.scope == "user" else "for this service"
-        return f"The {_ADJECTIVE[self.per]} budget of ${self.usd:,.2f} {whose}"
+        return f"the {_ADJECTIVE[self.per]} budget of ${self.usd:,.2f} {whose}"
 
 
 def iso(moment: datetime) -> str:
@@ -87,5 +87,5 @@ def iso(moment: datetime) -> str:
 
 def budget_exceeded(budget: Budget, resets_at: datetime) -> ProxyError:
     """402 ``budget_exceeded``: the faces render it; the facade maps it to OpenAI's 429."""
-    message = f"{budget.describe()} is spent; it resets at {iso(resets_at)}."
+    message = f"This call would pass {budget.describe()}; it resets at {iso(resets_at)}."
     return ProxyError(402, "budget_exceeded", message, {"x-should-retry": "false"})
