@@ -408,6 +408,9 @@ class FakeFal(FakeServer):
     # tracking run offline. ``prices`` (endpoint -> (USD per unit, unit)) and
     # ``billable_units`` (endpoint -> a fixed count to report) can be changed.
 
+    # Seconds the pricing API takes to answer (to see concurrent first uses wait for one).
+    pricing_delay = 0.0
+
     def set_price(self, endpoint: str, unit_price: float, unit: str = "image") -> None:
         with self._lock:
             self.prices[endpoint] = (unit_price, unit)
@@ -423,6 +426,7 @@ class FakeFal(FakeServer):
         return estimate_units(unit, payload)
 
     def _pricing(self, request: Request) -> Response:
+        time.sleep(self.pricing_delay)
         wanted = request.args.getlist("endpoint_id")
         prices = [
             {

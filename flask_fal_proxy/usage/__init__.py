@@ -74,7 +74,8 @@ def _metrics(app: flask.Flask) -> tuple[Any, Callable[[], Any] | None]:
         from .metrics import MetricsObserver, metrics_response  # type: ignore[attr-defined]
     except ImportError:
         return None, None
-    return MetricsObserver(app.name), metrics_response
+    # One set of metrics per process, shared by every app in it (see metrics.py).
+    return MetricsObserver(), lambda: metrics_response()
 
 
 def track_usage(

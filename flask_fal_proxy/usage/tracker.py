@@ -338,6 +338,9 @@ class UsageTracker:
                 # Not reserved here, or already settled by an earlier fetch.
                 return
             actual = to_micros(units * pending.unit_price)
+            # For the metrics: the submit's estimate leaves the reserved books.
+            call.notes["released_usd"] = from_micros(pending.micros)
+            call.notes["cost_endpoint"] = pending.endpoint
             self.ledger.adjust(
                 pending.counters, actual - pending.micros, pending.day, pending.endpoint
             )
@@ -450,6 +453,8 @@ class UsageTracker:
         state.settled += actual
 
     def _keep_for_result(self, state: _State, request_id: str) -> None:
+        if not state.reserved and not state.unit_price:
+            return  # unpriced: nothing to settle
         pending = Pending(
             state.counters, state.reserved, state.unit_price, state.endpoint, state.day
         )
