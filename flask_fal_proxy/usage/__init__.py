@@ -72,7 +72,9 @@ def _metrics(app: flask.Flask) -> tuple[Any, Callable[[], Any] | None]:
     """The metrics observer and exposition view, when the metrics module and its client exist."""
     try:
         from .metrics import MetricsObserver, metrics_response  # type: ignore[attr-defined]
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("prometheus_client", f"{__name__}.metrics"):
+            raise
         return None, None
     # One set of metrics per process, shared by every app in it (see metrics.py).
     return MetricsObserver(), lambda: metrics_response()
@@ -130,7 +132,8 @@ def track_usage(
             app.add_url_rule(metrics_route, _METRICS_VIEW, metrics_view, methods=["GET"])
         else:
             logger.warning(
-                "track_usage: metrics need prometheus_client; %s not served", metrics_route
+                "track_usage: %s not served: metrics need prometheus_client",
+                metrics_route,
             )
     if usage_route is not None:
         app.add_url_rule(usage_route, _USAGE_VIEW, _usage_view(tracker), methods=["GET"])
