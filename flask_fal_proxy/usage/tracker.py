@@ -54,7 +54,6 @@ _STATE = "usage_state"
 BILLABLE_UNITS = "x-fal-billable-units"
 _GRACE = timedelta(days=2)
 _SUBMIT_BODY_LIMIT = 64 * 1024
-_INPUT_LIMIT = 8 * 1024 * 1024
 _MAX_USER = 200
 
 
@@ -109,7 +108,7 @@ class _State:
 
 
 def _json_body(body: bytes | None) -> Any:
-    if not body or len(body) > _INPUT_LIMIT:
+    if not body:
         return None
     try:
         return json.loads(body)
@@ -214,9 +213,8 @@ class UsageTracker:
         elif call.upstream in ("anthropic", "openai"):
             state = _State("tokens", (), day, f"{call.upstream}:{call.endpoint}")
             call.notes[_STATE] = state
-            payload = _json_body(call.body)
-            model = payload.get("model") if isinstance(payload, dict) else None
-            state.reader = UsageReader(model if isinstance(model, str) else "", "")
+            # The answer names the model; the request body is not parsed for it.
+            state.reader = UsageReader("", "")
             # Priced after the answer: refused only when a budget is already spent.
             self._reserve(call, state, 0, now)
         elif call.upstream == "elevenlabs":
