@@ -11,7 +11,8 @@ import os
 
 from flask import Flask
 
-from flask_fal_proxy import create_blueprint, default_session
+from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.relay import default_session
 from flask_fal_proxy.testing import LoopbackAdapter
 
 
@@ -33,7 +34,7 @@ def create_app() -> Flask:
     app.config["FAL_KEY"] = os.environ["BENCH_FAL_KEY"]
     blueprint = create_blueprint(session=session, allowed_endpoints=["fal-ai/**", "bench/**"])
     if os.environ.get("BENCH_CHUNK_SIZE"):
-        blueprint.fal_proxy_forwarder.chunk_size = int(os.environ["BENCH_CHUNK_SIZE"])
+        blueprint.fal_proxy_relay.chunk_size = int(os.environ["BENCH_CHUNK_SIZE"])
     app.register_blueprint(blueprint)
     return app
 

@@ -15,14 +15,30 @@ knowing about it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
-    import flask
+import flask
+from werkzeug.wrappers import Response
 
-__all__ = ["Call", "Observer", "add_observer", "observers"]
+from . import errors
+from .errors import ProxyError
+
+if TYPE_CHECKING:
+    from .relay import Relay
+
+__all__ = [
+    "Call",
+    "Face",
+    "Observer",
+    "Outbound",
+    "add_observer",
+    "is_cross_origin",
+    "observers",
+    "trust_origins",
+    "trusted_origins",
+]
 
 _EXTENSION = "flask_fal_proxy"
 
@@ -70,26 +86,288 @@ class Observer(Protocol):
 
     ``admit`` runs after every check of the face and before anything is
     sent, and may refuse by raising a ``ProxyError`` (``budget_exceeded``).
-    ``response`` sees each upstream answer's status and headers as they
-    arrive (several for the facade's queue jobs); ``chunk`` sees each piece
+    ``response`` sees each upstream answer's request line, status and
+    headers as they arrive (several for the facade's queue jobs, from
+    several threads); ``chunk`` sees each piece
     of a relayed body as it passes (never buffered); ``finish`` runs once,
     after the last byte, after a refusal, or when the client went away.
     """
 
     def admit(self, call: Call, request: flask.Request) -> None: ...
 
-    def response(self, call: Call, status: int, headers: Mapping[str, str]) -> None: ...
+    def response(
+        self, call: Call, method: str, url: str, status: int, headers: Mapping[str, str]
+    ) -> None: ...
 
     def chunk(self, call: Call, data: bytes) -> None: ...
 
     def finish(self, call: Call) -> None: ...
 
 
+def _state(app: flask.Flask) -> dict[str, Any]:
+    state = app.extensions.get(_EXTENSION)
+    if state is None:
+        state = app.extensions[_EXTENSION] = {"observers": [], "trusted_origins": set()}
+    return state  # type: ignore[no-any-return]
+
+
 def observers(app: flask.Flask) -> list[Observer]:
     """The observers registered on ``app``, in order (an empty list if none)."""
     state = app.extensions.get(_EXTENSION)
-    return state["observers"] if state else []
+    return state["observers"] if state else []  # type: ignore[no-any-return]
 
 
 def add_observer(app: flask.Flask, observer: Observer) -> None:
-    app.extensions.setdefault(_EXTENSION, {"observers": []})["observers"].append(observer)
+    _state(app)["observers"].append(observer)
+
+
+def trust_origins(app: flask.Flask, origins: Iterable[str]) -> None:
+    """Add normalised origins to the app's one list of pages trusted across origins.
+
+    ``allow_browser_origins``, ``ProxyConfig.allowed_origins`` and the
+    facade's ``cors_origins`` all land here: an origin a deployer opened to
+    CORS on one face is trusted by the cross-origin rule of every face.
+    """
+    _state(app)["trusted_origins"].update(origins)
+
+
+def trusted_origins(app: flask.Flask) -> frozenset[str]:
+    state = app.extensions.get(_EXTENSION)
+    return frozenset(state["trusted_origins"]) if state else frozenset()
+
+
+# Values of Sec-Fetch-Site with which a browser says another site started the call.
+_FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+
+def is_cross_origin(request: flask.Request) -> bool:
+    """Whether a browser marked ``request`` as started by a page of another origin.
+
+    The rule of Go's ``net/http.CrossOriginProtection``: ``Sec-Fetch-Site``
+    decides when present (``same-origin`` and ``none``, a typed URL or a
+    bookmark, are fine); without it, an ``Origin`` whose host differs from
+    the request's ``Host``. A client that sends neither is not a browser (or
+    one too old to be a concern), and is left to authentication and limits.
+    CORS only decides what a page may read: a ``no-cors`` form or
+    ``text/plain`` POST needs no preflight and would reach the provider.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.strip().lower() in _FOREIGN_FETCH_SITES
+    origins = request.headers.getlist("Origin")
+    if not origins:
+        return False
+    if len(origins) > 1:
+        return True
+    origin = origins[0]
+    if origin == "null":
+        return True
+    host = origin.partition("://")[2]
+    return not host or host.lower() != request.host.lower()
+
+
+@dataclass
+class Outbound:
+    """What a face will send: built by its rules, filled in step by step."""
+
+    method: str
+    url: str = ""
+    endpoint: str = ""
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: Any = None
+
+
+class Face:
+    """A face's rules; the steps and their order are :meth:`handle`'s, written once.
+
+    Each call goes: origin (cross-site) → the face's target or path rules
+    (request line and headers only) → authentication → the server's
+    credential → the body → observers' ``admit`` (budgets) → send → record.
+    The cheap refusals come first, so no byte of the body is read, and no
+    key looked up, for a request that is refused anyway. A face overrides
+    the steps it has; ``send`` relays by default.
+    """
+
+    name: str = "proxy"
+    upstream: str = "fal"
+    relay: Relay | None = None
+    cross_origin_protection: bool = True
+
+    # --- the face's rules -----------------------------------------------------
+    def check_origin(self, request: flask.Request) -> None:
+        if not self.cross_origin_protection or not is_cross_origin(request):
+            return
+        origins = request.headers.getlist("Origin")
+        trusted = trusted_origins(flask.current_app)
+        if len(origins) == 1 and origins[0] in trusted:
+            return
+        raise errors.cross_origin_refused()
+
+    def rules(self, request: flask.Request) -> Outbound:
+        return Outbound(request.method)
+
+    def authenticate(self, request: flask.Request) -> None:
+        return None
+
+    def credential(self, request: flask.Request) -> str:
+        return ""
+
+    def read_body(self, request: flask.Request, outbound: Outbound) -> None:
+        return None
+
+    def headers(self, request: flask.Request, outbound: Outbound, credential: str) -> None:
+        return None
+
+    def send(self, call: Call, outbound: Outbound, watchers: Sequence[Observer]) -> Response:
+        assert self.relay is not None
+        upstream = self.relay.send(outbound.method, outbound.url, outbound.headers, outbound.body)
+        if watchers:
+            call.status = upstream.status_code
+            headers = upstream.headers
+            call.request_id = (
+                headers.get("x-fal-request-id")
+                or headers.get("request-id")
+                or headers.get("x-request-id")
+            )
+            for watcher in watchers:
+                watcher.response(call, outbound.method, outbound.url, call.status, headers)
+        return self.relay.relay(upstream, outbound.method)
+
+    def render(self, error: ProxyError) -> Response:
+        return error.get_response()
+
+    # --- the path ---------------------------------------------------------------
+    def handle(self, request: flask.Request) -> Response:
+        watchers = observers(flask.current_app)
+        call = Call(self.name, self.upstream, request.method) if watchers else None
+        flask.g._fal_proxy_call = call
+        self.check_origin(request)
+        outbound = self.rules(request)
+        self.authenticate(request)
+        credential = self.credential(request)
+        self.read_body(request, outbound)
+        self.headers(request, outbound, credential)
+        if call is None:
+            return self.send(_NO_CALL, outbound, ())
+        call.endpoint, call.url, call.body = outbound.endpoint, outbound.url, outbound.body
+        call.bytes_in = len(outbound.body or b"")
+        if isinstance(outbound.extra, dict) and "fal_inputs" in outbound.extra:
+            call.notes["fal_inputs"] = outbound.extra["fal_inputs"]
+        for watcher in watchers:
+            watcher.admit(call, request)
+        try:
+            response = self.send(call, outbound, watchers)
+        except BaseException:
+            flask.g._fal_proxy_call = call
+            raise
+        flask.g._fal_proxy_call = None
+        return _recorded(response, call, watchers)
+
+    def refused(self, error: ProxyError) -> None:
+        """Record a refusal for the observers: the safety net calls this once per refusal."""
+        app = flask.current_app
+        watchers = observers(app)
+        if not watchers:
+            return
+        call = flask.g.get("_fal_proxy_call")
+        flask.g._fal_proxy_call = None
+        if call is None:
+            call = Call(self.name, self.upstream, flask.request.method)
+        call.status = error.status
+        call.refusal = error.code
+        _finish(call, watchers)
+
+
+_NO_CALL = Call("", "", "")
+
+
+def _finish(call: Call, watchers: Sequence[Observer]) -> None:
+    if call.finished is not None:
+        return
+    call.finished = time.monotonic()
+    for watcher in watchers:
+        watcher.finish(call)
+
+
+def _recorded(response: Response, call: Call, watchers: Sequence[Observer]) -> Response:
+    if call.status is None:
+        call.status = response.status_code
+    if response.is_sequence or not isinstance(response.response, Iterable):
+        data = response.get_data()
+        call.bytes_out = len(data)
+        _finish(call, watchers)
+        return response
+    response.response = _RecordedBody(response.response, call, watchers)
+    return response
+
+
+class _RecordedBody:
+    """A relayed body that shows each chunk to the observers and finishes the call once.
+
+    ``close`` is called by the WSGI server after the last byte or when the
+    client went away, so ``finish`` sees the whole duration either way.
+    """
+
+    def __init__(
+        self, inner: Iterable[bytes], call: Call, watchers: Sequence[Observer]
+    ) -> None:
+        self.inner = inner
+        self.call = call
+        self.watchers = watchers
+
+    def __iter__(self) -> Iterator[bytes]:
+        call, watchers = self.call, self.watchers
+        for chunk in self.inner:
+            call.bytes_out += len(chunk)
+            for watcher in watchers:
+                watcher.chunk(call, chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _finish(self.call, self.watchers)
+
+
+def mount_face(
+    face: Face,
+    prefix: str,
+    rules: Sequence[tuple[str, str, Sequence[str]]],
+    *,
+    exact: bool = False,
+    views: Mapping[str, Any] | None = None,
+    url_prefix: str | None = None,
+) -> flask.Blueprint:
+    """The blueprint of a face: its URL rules, one safety net, face-shaped routing errors.
+
+    ``rules`` are ``(rule, endpoint, methods)``; each endpoint's view is
+    ``views[endpoint]`` or the face itself. Routing errors (404, 405, slash
+    redirects) at ``prefix`` (``exact``) or below it answer in the face's shape.
+    """
+    blueprint = flask.Blueprint(face.name, __name__, url_prefix=url_prefix)
+    errors.install_safety_net(blueprint, face.render, face.refused)
+    for rule, endpoint, methods in rules:
+        view = (views or {}).get(endpoint, face)
+        if view is face:
+            # Extensions that key on the view function (Flask-Limiter) need a
+            # name that is unique per blueprint.
+            view = _named_view(face, f"{face.name}.{endpoint}", endpoint)
+        blueprint.add_url_rule(rule, endpoint, view, methods=list(methods))
+    where = (url_prefix or "") + prefix
+    errors.install_routing_errors(
+        blueprint, where, face.render, face.upstream, face.refused, exact=exact
+    )
+    return blueprint
+
+
+def _named_view(face: Face, qualname: str, name: str) -> Any:
+    def view(**_: Any) -> Response:
+        # Refusals are raised as ProxyError; the blueprint's safety net logs and answers them.
+        return face.handle(flask.request)
+
+    view.__name__, view.__qualname__ = name, qualname
+    return view

@@ -1,31 +1,50 @@
-"""The Flask face of the proxy: one route, checks in a fixed order, then forward.
+"""The fal face: one route that ``@fal-ai/client`` calls with ``proxyUrl``.
 
 The order is the one of ``@fal-ai/server-proxy`` (target URL, endpoint,
 authentication, credentials) followed by the body checks, so that the cheap
-refusals come before any byte of the body is read.
+refusals come before any byte of the body is read; :class:`Face` in
+``admission`` runs them, and this module supplies fal's rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import flask
 import requests
 
 from . import errors
-from .config import DEFAULT_PROXY_ROUTE, TARGET_URL_HEADER, ProxyConfig
-from .forwarder import Forwarder, connection_tokens, outbound_headers
+from .admission import Face, Outbound, mount_face, trust_origins
+from .config import ProxyConfig
+from .fal_protocol import CLIENT_PROXY_HEADER, DEFAULT_PROXY_ROUTE, TARGET_URL_HEADER
+from .relay import Relay, connection_tokens, pick_headers
 from .validation import Target, is_header_value, parse_target_url, read_json_body
 
-__all__ = ["create_blueprint"]
+__all__ = ["create_blueprint", "fal_request_headers"]
 
 logger = logging.getLogger("flask_fal_proxy")
 
 ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE")
-_ALLOW_HEADER = ", ".join((*ALLOWED_METHODS, "HEAD", "OPTIONS"))
 _VIEW = "proxy"
+_NOT_FORWARDED = frozenset({TARGET_URL_HEADER})
+
+
+def fal_request_headers(
+    incoming: Iterable[tuple[str, str]],
+    authorization: str,
+    extra: Iterable[str] = (),
+    connection_tokens: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """The headers fal receives: a short allow-list, never the browser's credentials."""
+    headers = pick_headers(
+        incoming, tuple(extra), connection_tokens, prefix="x-fal-", skip=_NOT_FORWARDED
+    )
+    headers["authorization"] = authorization
+    headers["x-fal-client-proxy"] = CLIENT_PROXY_HEADER
+    return headers
 
 
 def _endpoint_is_checked(method: str, target: Target) -> bool:
@@ -37,43 +56,39 @@ def _endpoint_is_checked(method: str, target: Target) -> bool:
     return method == "POST" and not (target.host == "fal.ai" or target.host.endswith(".fal.ai"))
 
 
-# Values of Sec-Fetch-Site with which a browser says another site started the call.
-_FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
-
-
 def _origin_allowed(request: flask.Request, allowed: frozenset[str]) -> bool:
-    """The ``allowed_origins`` guard against other websites spending the owner's credits.
+    """The ``allowed_origins`` guard: with a list, a present ``Origin`` must be on it.
 
-    A browser always sends ``Origin`` on the calls ``@fal-ai/client`` makes
-    from another site (the ``x-fal-target-url`` header makes them CORS
-    requests), so a present ``Origin`` decides alone. Without one the call
-    comes from the same origin, a navigation, or a non-browser client, none
-    of which this guard is about; only a browser that still reports a foreign
-    initiator through ``Sec-Fetch-Site`` is refused.
+    Stricter than the cross-origin rule every face has: a listed deployment
+    refuses even same-host pages it did not name. Without an ``Origin`` only
+    a browser that still reports a foreign initiator is refused.
     """
     origins = request.headers.getlist("Origin")
     if origins:
         return len(origins) == 1 and origins[0] in allowed
     fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
-    return fetch_site not in _FOREIGN_FETCH_SITES
+    return fetch_site not in ("cross-site", "same-site")
 
 
-class _ProxyView:
-    def __init__(self, config: ProxyConfig, forwarder: Forwarder) -> None:
+class _FalFace(Face):
+    upstream = "fal"
+
+    def __init__(self, name: str, config: ProxyConfig, relay: Relay) -> None:
+        self.name = name
         self.config = config
-        self.forwarder = forwarder
+        self.relay = relay
         self.is_authenticated = config.authentication_check
         self.resolve_fal_auth = config.credential_resolver
         self.allowed_origins = frozenset(config.allowed_origins)
+        self.cross_origin_protection = config.cross_origin_protection
 
-    def __call__(self) -> flask.Response:
-        # Refusals are raised as ProxyError; the blueprint's safety net logs and answers them.
-        return self.handle(flask.request)  # type: ignore[no-any-return]
-
-    def handle(self, request: flask.Request) -> Any:
-        config = self.config
+    def check_origin(self, request: flask.Request) -> None:
         if self.allowed_origins and not _origin_allowed(request, self.allowed_origins):
             raise errors.origin_not_allowed()
+        super().check_origin(request)
+
+    def rules(self, request: flask.Request) -> Outbound:
+        config = self.config
         raw_targets = request.headers.getlist(TARGET_URL_HEADER)
         if not raw_targets or not raw_targets[0]:
             raise errors.missing_target_url()
@@ -89,8 +104,13 @@ class _ProxyView:
             and not config.endpoint_matcher(target.endpoint)
         ):
             raise errors.endpoint_not_allowed()
-        if not config.allow_unauthorized_requests and not self.is_authenticated(request):
+        return Outbound(method, target.url, target.endpoint)
+
+    def authenticate(self, request: flask.Request) -> None:
+        if not self.config.allow_unauthorized_requests and not self.is_authenticated(request):
             raise errors.unauthorized()
+
+    def credential(self, request: flask.Request) -> str:
         authorization = self.resolve_fal_auth(request)
         if not authorization:
             raise errors.missing_credentials(
@@ -98,16 +118,24 @@ class _ProxyView:
             )
         if not is_header_value(authorization):
             raise errors.invalid_credentials("fal", "FAL_KEY")
-        body = None
-        if method not in ("GET", "HEAD"):
-            body = read_json_body(request, config.max_request_body_bytes)
-        headers = outbound_headers(
+        return authorization
+
+    def read_body(self, request: flask.Request, outbound: Outbound) -> None:
+        if outbound.method not in ("GET", "HEAD"):
+            outbound.body = read_json_body(request, self.config.max_request_body_bytes)
+
+    def headers(self, request: flask.Request, outbound: Outbound, credential: str) -> None:
+        outbound.headers = fal_request_headers(
             request.headers.items(),
-            authorization,
-            config.forward_request_headers,
+            credential,
+            self.config.forward_request_headers,
             connection_tokens(request.headers),
         )
-        return self.forwarder.forward(method, target, headers, body)
+
+    def render(self, error: errors.ProxyError) -> flask.Response:
+        if error.code == "url_would_be_altered":
+            error = errors.invalid_target_url("it would be altered before sending")
+        return error.get_response()  # type: ignore[return-value]
 
 
 def create_blueprint(
@@ -142,18 +170,13 @@ def create_blueprint(
             "the route can spend your fal credits; require authentication in production",
             name,
         )
-    forwarder = Forwarder(
+    relay = Relay(
         session, connect_timeout=config.connect_timeout, read_timeout=config.read_timeout
     )
-    blueprint = flask.Blueprint(name, __name__)
-    errors.install_safety_net(blueprint)
-    view = _ProxyView(config, forwarder)
-    # Extensions that key on the view function (Flask-Limiter) need a name
-    # that is unique per blueprint.
-    view.__name__, view.__qualname__ = _VIEW, f"{name}.{_VIEW}"  # type: ignore[attr-defined]
-    blueprint.add_url_rule(route, _VIEW, view, methods=ALLOWED_METHODS)
-    errors.install_json_method_not_allowed(blueprint, _VIEW, _ALLOW_HEADER)
-
+    face = _FalFace(name, config, relay)
+    blueprint = mount_face(face, route, [(route, _VIEW, ALLOWED_METHODS)], exact=True)
+    if config.allowed_origins:
+        blueprint.record_once(lambda state: trust_origins(state.app, config.allowed_origins))
     blueprint.fal_proxy_config = config  # type: ignore[attr-defined]
-    blueprint.fal_proxy_forwarder = forwarder  # type: ignore[attr-defined]
+    blueprint.fal_proxy_relay = relay  # type: ignore[attr-defined]
     return blueprint

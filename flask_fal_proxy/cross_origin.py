@@ -20,13 +20,23 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .config import as_string_tuple, normalize_origin
+from .admission import trust_origins
+from .checks import MissingExtra, as_string_tuple, checked_origins
 
 if TYPE_CHECKING:
     import flask
     from flask_cors import CORS
 
-__all__ = ["BROWSER_SDK_HEADERS", "EXPOSED_HEADERS", "allow_browser_origins"]
+__all__ = [
+    "BROWSER_SDK_HEADERS",
+    "EXPOSED_HEADERS",
+    "STAINLESS_HEADERS",
+    "allow_browser_origins",
+    "require_flask_cors",
+]
+
+# The OpenAI and Anthropic SDKs' telemetry and retry headers.
+STAINLESS_HEADERS = re.compile(r"x-stainless-[a-z0-9-]+", re.IGNORECASE)
 
 # Request headers a browser SDK may ask to send (matched case-insensitively).
 BROWSER_SDK_HEADERS: tuple[str | re.Pattern[str], ...] = (
@@ -35,7 +45,7 @@ BROWSER_SDK_HEADERS: tuple[str | re.Pattern[str], ...] = (
     "anthropic-version",
     "anthropic-beta",
     "anthropic-dangerous-direct-browser-access",
-    re.compile(r"x-stainless-[a-z0-9-]+", re.IGNORECASE),
+    STAINLESS_HEADERS,
     re.compile(r"x-fal-[a-z0-9-]+", re.IGNORECASE),
 )
 # Response headers a page may read: the SDKs show request ids, and a page
@@ -48,6 +58,15 @@ EXPOSED_HEADERS = (
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
 )
+
+
+def require_flask_cors(feature: str) -> type[CORS]:
+    """Flask-CORS's ``CORS``, or one ``ImportError`` naming the extra that brings it."""
+    try:
+        from flask_cors import CORS
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise MissingExtra(feature, "cors", "Flask-CORS") from exc
+    return CORS  # type: ignore[no-any-return]
 
 
 def allow_browser_origins(
@@ -65,11 +84,8 @@ def allow_browser_origins(
     lets a cross-origin page send its cookies, which an ``is_authenticated``
     hook based on the session needs; leave it off otherwise.
     """
-    try:
-        from flask_cors import CORS
-    except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ImportError("allow_browser_origins needs: pip install flask-fal-proxy[cors]") from exc
-    allowed = [normalize_origin(o) for o in as_string_tuple("origins", origins)]
+    CORS = require_flask_cors("allow_browser_origins")
+    allowed = list(checked_origins("origins", origins))
     if not allowed:
         raise ValueError("origins cannot be empty")
     resources = {}
@@ -79,6 +95,7 @@ def allow_browser_origins(
         resources[rf"{re.escape(route)}(?:/.*)?\Z"] = {}
     if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
         raise ValueError("max_age must be a non-negative int")
+    trust_origins(app, allowed)
     return CORS(
         app,
         resources=resources,

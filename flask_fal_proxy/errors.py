@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ProxyError",
-    "error_response",
-    "install_json_method_not_allowed",
+    "install_routing_errors",
     "install_safety_net",
+    "log_refusal",
+    "printable",
 ]
 
 logger = logging.getLogger("flask_fal_proxy")
@@ -32,9 +34,13 @@ logger = logging.getLogger("flask_fal_proxy")
 class ProxyError(Exception):
     """A request the proxy refuses (or cannot complete) with a known status.
 
-    ``log_line`` is for the operator, not the client: a refusal that needs
-    fixing on the server (no key configured) is logged as an error with it,
-    every other refusal as one warning line with its code.
+    The one error type of every face. As with Werkzeug's ``HTTPException``,
+    :meth:`get_response` is written once and asks only :meth:`get_body` and
+    :meth:`get_headers`; a face with another error shape (the OpenAI facade)
+    subclasses and overrides ``get_body``. ``log_line`` is for the operator,
+    not the client: a refusal that needs fixing on the server (no key
+    configured) is logged as an error with it, every other refusal as one
+    warning line with its code.
     """
 
     def __init__(
@@ -52,19 +58,20 @@ class ProxyError(Exception):
         self.headers = dict(headers or {})
         self.log_line = log_line
 
-    def to_response(self) -> Response:
-        return error_response(self.status, self.code, self.message, self.headers)
+    def get_body(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
 
+    def get_headers(self) -> dict[str, str]:
+        return self.headers
 
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    body = json.dumps({"message": message, "code": code}, separators=(",", ":"))
-    response = Response(body, status=status, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    def get_response(self) -> Response:
+        body = json.dumps(self.get_body(), separators=(",", ":"))
+        response = Response(body, status=self.status, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        for name, value in self.get_headers().items():
+            response.headers[name] = value
+        return response
+
 
 
 # Constructors for each refusal, so statuses, codes and wording live in one place.
@@ -179,6 +186,23 @@ def http_error(status: int, name: str) -> ProxyError:
     return ProxyError(status, code, f"{name}.")
 
 
+def cross_origin_refused() -> ProxyError:
+    return ProxyError(
+        403,
+        "cross_origin_refused",
+        "Cross-origin requests from this page are not allowed by the proxy.",
+    )
+
+
+def not_found(upstream: str = "fal") -> ProxyError:
+    return ProxyError(404, "not_found", f"No such route on the {upstream} proxy.")
+
+
+def url_would_be_altered(what: str) -> ProxyError:
+    """The relay's neutral refusal; each face words it in its own terms."""
+    return ProxyError(400, "url_would_be_altered", f"The request {what}.")
+
+
 def _origin(exc: BaseException) -> str:
     """``file:line in function`` of the innermost frame: where, without what."""
     tb = exc.__traceback__
@@ -190,77 +214,132 @@ def _origin(exc: BaseException) -> str:
     return f"{os.path.basename(code.co_filename)}:{tb.tb_lineno} in {code.co_name}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Client-supplied text as it may appear in a log line: no control characters.
+
+    A path like ``/x%1b[31m`` would otherwise colour an operator's terminal,
+    and a newline would forge a second log line.
+    """
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def log_refusal(error: ProxyError, face: str) -> None:
+    """The one refusal log line of every face: method, path, code, status."""
+    from flask import has_request_context, request
+
+    if error.log_line:
+        logger.error("%s: %s", face, error.log_line)
+        return
+    level = logging.WARNING
+    where = f"{request.method} {printable(request.path)}" if has_request_context() else "-"
+    logger.log(level, "%s: rejected %s: %s (%d)", face, where, error.code, error.status)
+
+
+def as_refusal(exc: BaseException, face: str) -> ProxyError:
+    """Whatever escaped a view, as the ProxyError it answers with."""
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, HTTPException) and exc.code is not None:
+        # A rate limiter's 429 (Flask-Limiter raises it from a before-request
+        # hook) gets its own code; its Retry-After is added after this.
+        refusal = rate_limited() if exc.code == 429 else http_error(exc.code, exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() in ("allow", "retry-after", "www-authenticate"):
+                refusal.headers[name] = value
+        return refusal
+    if _is_client_disconnect(exc):
+        return incomplete_body()
+    logger.error("%s: unexpected %s at %s; answered 500", face, type(exc).__name__, _origin(exc))
+    return internal_error()
+
+
+def _is_client_disconnect(exc: BaseException) -> bool:
+    # A client that resets its connection mid-body surfaces from the WSGI
+    # input stream as one of these; it is the client's error, not ours.
+    from werkzeug.exceptions import ClientDisconnected
+
+    return isinstance(exc, (ConnectionResetError, BrokenPipeError, ClientDisconnected)) or (
+        type(exc).__name__ in ("ClientDisconnected", "NoMoreData")
+    )
+
+
+Render = Callable[[ProxyError], Response]
+
+
 def install_safety_net(
     blueprint: flask.Blueprint,
-    respond: Callable[[ProxyError], Response] = ProxyError.to_response,
+    render: Render = ProxyError.get_response,
+    on_refusal: Callable[[ProxyError], None] | None = None,
 ) -> None:
     """Answer whatever escapes a view of ``blueprint`` in the face's own error shape.
 
     A bug or a library error inside a view would otherwise be Flask's HTML
     500 with the traceback in the log, and a traceback's locals and messages
     can hold headers, bodies or keys. Here it becomes a JSON 500 and one log
-    line with the exception's type and where it was raised. Werkzeug's own
-    refusals raised inside a view keep their status in the same shape;
-    routing errors (404, 405) happen before a blueprint is chosen and stay
-    Flask's, as before.
+    line with the exception's type and where it was raised. Every refusal is
+    logged once, by :func:`log_refusal`, and handed to ``on_refusal`` (the
+    admission path records it for the observers).
     """
-    from flask import request
 
     def unexpected(exc: Exception) -> Response:
-        if isinstance(exc, HTTPException) and exc.code is not None:
-            # A rate limiter's 429 (Flask-Limiter raises it from a before-request
-            # hook) gets its own code; its Retry-After is added after this.
-            refusal = rate_limited() if exc.code == 429 else http_error(exc.code, exc.name)
-            for name, value in exc.get_headers():
-                if name.lower() in ("allow", "retry-after", "www-authenticate"):
-                    refusal.headers[name] = value
-            exc = refusal
-        if isinstance(exc, ProxyError):
-            if exc.log_line:
-                logger.error("%s", exc.log_line)
-            else:
-                logger.warning("rejected %s request: %s (%d)", request.method, exc.code, exc.status)
-            return respond(exc)
-        logger.error(
-            "%s: unexpected %s at %s; answered 500",
-            blueprint.name,
-            type(exc).__name__,
-            _origin(exc),
-        )
-        return respond(internal_error())
+        refusal = as_refusal(exc, blueprint.name)
+        log_refusal(refusal, blueprint.name)
+        if on_refusal is not None:
+            on_refusal(refusal)
+        return render(refusal)
 
     blueprint.register_error_handler(Exception, unexpected)
 
 
-def install_json_method_not_allowed(
-    blueprint: flask.Blueprint, view: str, allow: str, upstream: str = "fal"
+_METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def install_routing_errors(
+    blueprint: flask.Blueprint,
+    prefix: str,
+    render: Render = ProxyError.get_response,
+    upstream: str = "fal",
+    on_refusal: Callable[[ProxyError], None] | None = None,
+    *,
+    exact: bool = False,
 ) -> None:
-    """Answer a wrong method on ``blueprint``'s ``view`` with the JSON 405.
+    """404, 405 and slash redirects at or under ``prefix``, in the face's JSON shape.
 
-    Routing fails before any blueprint hook runs, so the 405 is turned into
-    JSON from an app-wide hook that only acts on requests whose URL is the
-    view's; every other route of the app keeps Flask's own answer.
+    Routing fails before any blueprint hook runs, so this is an app-wide hook
+    that only acts on paths at or below ``prefix``; every other route of the
+    app keeps Flask's own answer. A doubled slash would be redirected by
+    Werkzeug (a 308 to another path of the same provider); here it is a 400.
     """
-    from flask import current_app, request
-    from werkzeug.exceptions import MethodNotAllowed
+    from flask import request
+    from werkzeug.exceptions import MethodNotAllowed, NotFound
+    from werkzeug.routing import RequestRedirect
 
-    view_endpoint = f"{blueprint.name}.{view}"
+    below = prefix.rstrip("/") + "/"
 
     @blueprint.before_app_request
-    def _json_method_not_allowed() -> Response | None:
+    def _routing_error() -> Response | None:
         exc = request.routing_exception
-        if not isinstance(exc, MethodNotAllowed):
+        if exc is None:
             return None
-        adapter = current_app.url_map.bind_to_environ(request.environ)
-        matched = None
-        for method in exc.valid_methods or ("GET",):
-            try:
-                rule, _ = adapter.match(method=method, return_rule=True)
-            except Exception:
-                continue
-            matched = rule.endpoint
-            break
-        if matched != view_endpoint:
+        path = request.path
+        if path != prefix and (exact or not path.startswith(below)):
             return None
-        logger.warning("rejected %s request: method_not_allowed (405)", request.method)
-        return method_not_allowed(allow, upstream).to_response()
+        if isinstance(exc, RequestRedirect):
+            refusal = invalid_path("empty path segments are not allowed")
+        elif isinstance(exc, MethodNotAllowed):
+            valid = set(exc.valid_methods or ())
+            allow = ", ".join(m for m in _METHOD_ORDER if m in valid)
+            refusal = method_not_allowed(allow, upstream)
+        elif isinstance(exc, NotFound):
+            refusal = not_found(upstream)
+        else:
+            return None
+        log_refusal(refusal, blueprint.name)
+        if on_refusal is not None:
+            on_refusal(refusal)
+        return render(refusal)

@@ -1,4 +1,4 @@
-"""Which fal URLs and endpoints the proxy may call.
+"""The glob dialect of every allow-list: fal URLs and endpoints, provider paths.
 
 The glob dialect is the subset of picomatch (with ``dot: true``) that
 ``@fal-ai/server-proxy`` users write, so allow-lists move between the two
@@ -19,29 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from functools import lru_cache
-from urllib.parse import urlsplit
 
-__all__ = [
-    "DEFAULT_ALLOWED_URL_PATTERNS",
-    "FAL_DOMAINS",
-    "TARGET_URL_HEADER",
-    "compile_patterns",
-    "create_url_matcher",
-    "get_endpoint",
-    "is_allowed_endpoint",
-    "is_allowed_url",
-    "is_fal_host",
-]
-
-FAL_DOMAINS = ("fal.ai", "fal.run")
-TARGET_URL_HEADER = "x-fal-target-url"
-DEFAULT_ALLOWED_URL_PATTERNS: tuple[str, ...] = (
-    "fal.run/**",
-    "queue.fal.run/**",
-    "rest.fal.ai/storage/upload/initiate\\?storage_type=fal-cdn-v3",
-    "rest.fal.ai/storage/upload/complete-multipart\\?storage_type=fal-cdn-v3",
-)
+__all__ = ["compile_patterns"]
 
 _SEGMENT = r"(?!\.{1,2}(?:/|$))[^/]*"
 _GLOBSTAR = rf"{_SEGMENT}(?:/{_SEGMENT})*"
@@ -187,38 +166,3 @@ def compile_patterns(patterns: Sequence[str]) -> Callable[[str], bool]:
         return lambda value: False
     match = re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL).match
     return lambda value: bool(value) and match(value) is not None
-
-
-def create_url_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
-    """Same contract as ``createUrlMatcher`` of ``@fal-ai/server-proxy``."""
-    return compile_patterns(tuple(patterns))
-
-
-@lru_cache(maxsize=64)
-def _cached_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
-    return compile_patterns(patterns)
-
-
-def is_allowed_url(url_without_scheme: str, patterns: Sequence[str] | None = None) -> bool:
-    """Whether ``host/path?query`` matches the patterns (default: fal's)."""
-    if patterns is None:
-        patterns = DEFAULT_ALLOWED_URL_PATTERNS
-    return _cached_matcher(tuple(patterns))(url_without_scheme)
-
-
-def is_allowed_endpoint(endpoint: str, patterns: Sequence[str]) -> bool:
-    """Whether an endpoint id matches; an empty list allows every endpoint."""
-    if not patterns:
-        return True
-    return _cached_matcher(tuple(patterns))(endpoint)
-
-
-def get_endpoint(target_url: str) -> str:
-    """The path of a target URL without its leading slash (``owner/app/...``)."""
-    path = urlsplit(target_url).path
-    return path[1:] if path.startswith("/") else path
-
-
-def is_fal_host(host: str) -> bool:
-    """Whether a host name is fal's own: ``fal.ai``, ``fal.run`` or below them."""
-    return any(host == d or host.endswith("." + d) for d in FAL_DOMAINS)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
@@ -123,6 +124,9 @@ def connection_tokens(headers: Mapping[str, str]) -> set[str]:
 PASSTHROUGH_REQUEST_HEADERS = frozenset({"content-type", "accept", "user-agent"})
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 @lru_cache(maxsize=64)
 def _wanted(extra: tuple[str, ...]) -> frozenset[str]:
     return PASSTHROUGH_REQUEST_HEADERS.union(extra)
@@ -150,6 +154,9 @@ def pick_headers(
         if lower in connection_tokens or lower in skip:
             continue
         if lower in wanted or (prefix is not None and lower.startswith(prefix)):
+            if _CONTROL_CHARACTER.search(value):
+                # requests refuses only CR and LF; a NUL or DEL would reach the provider.
+                raise errors.invalid_header()
             headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
     return headers
 
@@ -206,10 +213,10 @@ class Relay:
         if has_userinfo:
             prepared.prepare_auth(None, url)
         if prepared.url != url:
-            raise errors.invalid_target_url("it would be altered before sending")
+            raise errors.url_would_be_altered("URL would be altered before sending")
         credential = self.credential_header
         if prepared.headers.get(credential) != headers.get(credential):
-            raise errors.invalid_target_url("it would alter the credentials")
+            raise errors.url_would_be_altered("URL would alter the credentials")
         return prepared
 
     def open(

@@ -23,7 +23,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .policy import is_fal_host
+from .fal_protocol import is_fal_host
 
 if TYPE_CHECKING:
     import flask

@@ -13,7 +13,7 @@ import flask
 from werkzeug.serving import make_server
 
 from flask_fal_proxy import create_blueprint
-from flask_fal_proxy.forwarder import default_session
+from flask_fal_proxy.relay import default_session
 from flask_fal_proxy.testing import LoopbackAdapter
 
 

@@ -72,10 +72,16 @@ def test_a_single_string_is_refused_not_split_into_characters():
         ProxyConfig(allowed_origins=SITE)
 
 
-def test_empty_list_disables_the_guard(client, fake):
-    response = post(client, Origin="https://evil.example")
-    assert response.status_code == 200
-    assert len(fake.calls) == 1
+def test_empty_list_leaves_only_the_cross_origin_rule(client, make_app, fake):
+    # Without a list, a foreign page is still refused by the rule every face
+    # has; a page on the proxy's own host and a client without Origin pass.
+    foreign = post(client, Origin="https://evil.example")
+    assert foreign.status_code == 403 and foreign.json["code"] == "cross_origin_refused"
+    assert post(client, Origin="http://localhost").status_code == 200
+    assert post(client).status_code == 200
+    open_to_all = make_app(cross_origin_protection=False).test_client()
+    assert post(open_to_all, Origin="https://evil.example").status_code == 200
+    assert len(fake.calls) == 3
 
 
 @pytest.mark.parametrize("origin", [SITE, "http://localhost:5173"])

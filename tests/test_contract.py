@@ -312,7 +312,7 @@ class TestCredentials:
 
 class TestUpstreamFailures:
     def test_unreachable_is_502(self, make_app):
-        from flask_fal_proxy.forwarder import default_session
+        from flask_fal_proxy.relay import default_session
         from flask_fal_proxy.testing import LoopbackAdapter
 
         with socket.socket() as sock:

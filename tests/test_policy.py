@@ -3,13 +3,22 @@
 import pytest
 
 from flask_fal_proxy import DEFAULT_ALLOWED_URL_PATTERNS
-from flask_fal_proxy.policy import (
-    create_url_matcher,
-    get_endpoint,
-    is_allowed_endpoint,
-    is_allowed_url,
-    is_fal_host,
-)
+from flask_fal_proxy.fal_protocol import is_fal_host
+from flask_fal_proxy.policy import compile_patterns as create_url_matcher
+from flask_fal_proxy.validation import parse_target_url
+
+
+# The TS proxy's helpers, expressed through this package's public path.
+def is_allowed_url(url, patterns=DEFAULT_ALLOWED_URL_PATTERNS):
+    return create_url_matcher(tuple(patterns))(url)
+
+
+def is_allowed_endpoint(endpoint, patterns):
+    return not patterns or create_url_matcher(tuple(patterns))(endpoint)
+
+
+def get_endpoint(url):
+    return parse_target_url(url).endpoint
 
 REST = "rest.fal.ai"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flask_fal_proxy.policy import create_url_matcher
+from flask_fal_proxy.policy import compile_patterns as create_url_matcher
 
 PICOMATCH = Path(__file__).parent / "e2e" / "node_modules" / "picomatch"
 

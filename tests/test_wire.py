@@ -44,7 +44,12 @@ def test_request_line_host_and_body_bytes_are_exact():
 def test_outbound_headers_are_an_allow_list():
     with (
         Upstream() as upstream,
-        ProxyServer(upstream, TEST_KEY, forward_request_headers=["X-Trace-Id"]) as proxy,
+        ProxyServer(
+            upstream,
+            TEST_KEY,
+            forward_request_headers=["X-Trace-Id"],
+            allowed_origins=["https://example.com"],
+        ) as proxy,
     ):
         send(
             proxy,

@@ -14,6 +14,7 @@ translated, and the job runs on fal's queue with the server's fal keys.
 ``python -m flask_fal_proxy.openai_compat`` serves it alone (see docs/OPENAI.md).
 """
 
-from .blueprint import create_openai_blueprint
+from .blueprint import OpenAIConfig, create_openai_blueprint, openai_blueprint
+from .errors import OpenAIError
 
-__all__ = ["create_openai_blueprint"]
+__all__ = ["OpenAIConfig", "OpenAIError", "create_openai_blueprint", "openai_blueprint"]

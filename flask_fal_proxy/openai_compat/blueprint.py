@@ -18,13 +18,19 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import flask
 import requests
 
 from .. import validation
-from ..errors import ProxyError, install_safety_net
+from ..admission import Call, Face, Observer, Outbound, mount_face, trust_origins
+from ..checks import checked_origins
+from ..config import FaceLimits
+from ..credentials import server_setting
+from ..cross_origin import STAINLESS_HEADERS, require_flask_cors
+from ..errors import ProxyError
 from ..relay import default_session
 from . import errors
 from .fal_input import Plan, plan_jobs
@@ -34,7 +40,7 @@ from .media import image_b64, upload_data_uri
 from .registry import Model, parse_models
 from .schemas import ModelInputs, SchemaCache, fetch_document
 
-__all__ = ["create_openai_blueprint"]
+__all__ = ["OpenAIConfig", "create_openai_blueprint", "openai_blueprint"]
 
 logger = logging.getLogger("flask_fal_proxy.openai_compat")
 
@@ -49,7 +55,7 @@ READ_TIMEOUT = 30.0
 CORS_ALLOW_HEADERS: tuple[str | re.Pattern[str], ...] = (
     "Authorization",
     "Content-Type",
-    re.compile(r"x-stainless-[a-z0-9-]+", re.IGNORECASE),
+    STAINLESS_HEADERS,
 )
 CORS_EXPOSE_HEADERS = ("Retry-After", "x-should-retry")
 
@@ -66,20 +72,89 @@ def fal_keys_from_env() -> list[str]:
     return _split(os.environ.get("AI_KEYS")) or _split(os.environ.get("FAL_KEY"))
 
 
-class _ImagesAPI:
-    """The views, sharing the model table, the access keys, the schema cache and the runner."""
+@dataclass(frozen=True, kw_only=True)
+class OpenAIConfig(FaceLimits):
+    """The facade's settings; :meth:`from_env` fills them from the seed's variables.
+
+    ``models`` maps public ids to fal endpoint ids (or is the string form
+    ``"flux-dev:fal-ai/flux/dev,..."``); ``access_keys`` are what clients
+    send as ``Authorization: Bearer``; ``fal_keys`` are used in turn, and
+    when empty the keys are found as on every face (``AI_KEYS``, else
+    ``FAL_KEY``, from ``app.config`` then the environment, on each call).
+    ``max_request_body_bytes`` bounds an edit's form, ``max_json_body_bytes``
+    a generation's JSON body.
+    """
+
+    models: Mapping[str, str] | str = ""
+    access_keys: Sequence[str] = ()
+    fal_keys: Sequence[str] = ()
+    allow_unauthenticated: bool = False
+    generation_timeout: float = 300.0
+    schemas: Mapping[str, Mapping[str, Any]] | None = None
+    cors_origins: Sequence[str] = ()
+    url_prefix: str = ""
+    max_request_body_bytes: int = MAX_FORM_BYTES
+    max_json_body_bytes: int = MAX_JSON_BYTES
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    _table: dict[str, Model] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        self._table.update(parse_models(self.models))
+        set_(self, "access_keys", tuple(_split(self.access_keys)))
+        if not self.access_keys and not self.allow_unauthenticated:
+            raise ValueError(
+                "no access keys: pass access_keys= or set CUSTOM_ACCESS_KEY "
+                "(or allow_unauthenticated=True to serve anyone)"
+            )
+        set_(self, "fal_keys", tuple(_split(self.fal_keys)))
+        timeout = self.generation_timeout
+        if not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
+            raise ValueError("generation_timeout must be between 0 and 3600 seconds")
+        set_(self, "cors_origins", checked_origins("cors_origins", _split(self.cors_origins)))
+
+    @classmethod
+    def from_env(cls, **settings: Any) -> OpenAIConfig:
+        """``settings`` over the seed's variables (SUPPORTED_MODELS, CUSTOM_ACCESS_KEY).
+
+        fal keys left out are not read here: like every face's key, they are
+        found on each call (``AI_KEYS``, else ``FAL_KEY``, app config first),
+        and registering the blueprint on an app that has neither fails.
+        """
+        if settings.get("models") is None:
+            settings["models"] = os.environ.get("SUPPORTED_MODELS", "")
+        if settings.get("access_keys") is None:
+            settings["access_keys"] = _split(os.environ.get("CUSTOM_ACCESS_KEY"))
+        if settings.get("fal_keys") is None:
+            settings["fal_keys"] = ()
+        elif not _split(settings["fal_keys"]):
+            raise ValueError("no fal keys: pass fal_keys=, or set AI_KEYS or FAL_KEY")
+        if settings.get("cors_origins") is None:
+            settings["cors_origins"] = ()
+        return cls(**{k: v for k, v in settings.items() if v is not None or k == "schemas"})
+
+    @property
+    def table(self) -> dict[str, Model]:
+        return self._table
+
+
+class _ImagesAPI(Face):
+    """The facade's face: the model table, the access keys, the schema cache and the runner."""
+
+    upstream = "fal"
 
     def __init__(
-        self,
-        models: dict[str, Model],
-        access_keys: list[str],
-        schemas: SchemaCache,
-        runner: QueueRunner,
+        self, name: str, config: OpenAIConfig, schemas: SchemaCache, runner: QueueRunner
     ) -> None:
-        self.models = models
-        self.access_keys = [key.encode() for key in access_keys]
+        self.name = name
+        self.config = config
+        self.models = config.table
+        self.access_keys = [key.encode() for key in config.access_keys]
         self.schemas = schemas
         self.runner = runner
+        self.cross_origin_protection = config.cross_origin_protection
 
     # --- checks, in the order the views call them ------------------------------
     def authenticate(self, request: flask.Request) -> None:
@@ -104,34 +179,47 @@ class _ImagesAPI:
             raise errors.model_not_found(str(requested))
         return self.models[requested]
 
-    # --- views ----------------------------------------------------------------
-    def generations(self) -> flask.Response:
-        request = flask.request
-        # 1. The access key: nothing of a stranger's request is read.
-        self.authenticate(request)
-        # 2. The body: its type, then at most MAX_JSON_BYTES of strict JSON.
+    # --- the face's steps (Face.handle runs them in order) ---------------------
+    def credential(self, request: flask.Request) -> KeyPool:
+        return self.runner.keys if self.config.fal_keys else _pool_from_settings()
+
+    def read_body(self, request: flask.Request, outbound: Outbound) -> None:
+        endpoint = request.url_rule.endpoint.rpartition(".")[2] if request.url_rule else ""
+        model, plan = self.edit_plan(request) if endpoint == "edits" else self.plan(request)
+        outbound.endpoint = model.endpoint
+        jobs = [plan.job_input(count) for count in plan.batches]
+        outbound.extra = {"fal_inputs": jobs, "model": model, "plan": plan}
+
+    def send(self, call: Call, outbound: Outbound, watchers: Sequence[Observer]) -> Any:
+        extra = outbound.extra
+        return self.generate(extra["model"], extra["plan"])
+
+    def render(self, error: ProxyError) -> flask.Response:
+        if error.code == "budget_exceeded":
+            error = errors.insufficient_quota(error.message)
+        return errors.from_proxy_error(error).get_response()  # type: ignore[return-value]
+
+    def plan(self, request: flask.Request) -> tuple[Model, Plan]:
+        # The body: its type, then at most max_json_body_bytes of strict JSON.
         if not validation.is_json_media_type(request.headers.get("Content-Type", "")):
             raise errors.unsupported_media_type("application/json")
-        body = validation.read_body(request, MAX_JSON_BYTES)
+        body = validation.read_body(request, self.config.max_json_body_bytes)
         fields = validation.load_json(body) if body else None
         if not isinstance(fields, dict):
             raise errors.invalid_request("The request body must be a JSON object.")
-        # 3. The model, then its schema (fetched from fal on first use).
+        # The model, then its schema (fetched from fal on first use), then the fields.
         model = self.model(fields.get("model"))
         inputs = self.schemas.inputs(model)
-        # 4. The fields against that schema; only then does anything reach fal's queue.
-        return self.generate(model, plan_jobs(fields, inputs))
+        return model, plan_jobs(fields, inputs)
 
-    def edits(self) -> flask.Response:
-        request = flask.request
-        # The order of generations(); the form is parsed only once its size is known.
-        self.authenticate(request)
+    def edit_plan(self, request: flask.Request) -> tuple[Model, Plan]:
+        # The order of plan(); the form is parsed only once its size is known.
         if request.mimetype != "multipart/form-data":
             raise errors.unsupported_media_type("multipart/form-data")
         if request.content_length is None:
             raise errors.length_required()
-        if request.content_length > MAX_FORM_BYTES:
-            raise errors.body_too_large(MAX_FORM_BYTES)
+        if request.content_length > self.config.max_request_body_bytes:
+            raise errors.body_too_large(self.config.max_request_body_bytes)
         form = request.form
         fields = {k: v for k, v in form.items() if k not in ("image", "image[]", "mask")}
         model = self.model(fields.get("model"))
@@ -139,7 +227,7 @@ class _ImagesAPI:
         if inputs.edit_field is None:
             raise errors.model_cannot_edit(model.id)
         plan = plan_jobs(fields, inputs, from_form=True)
-        return self.generate(model, self._with_images(plan, inputs, request))
+        return model, self._with_images(plan, inputs, request)
 
     def _with_images(self, plan: Plan, inputs: ModelInputs, request: flask.Request) -> Plan:
         files = request.files.getlist("image") + request.files.getlist("image[]")
@@ -198,17 +286,45 @@ class _ImagesAPI:
             raise errors.generation_failed("fal returned no images")
         return data
 
+    # --- views that send nothing upstream ----------------------------------------
     def list_models(self) -> flask.Response:
+        self.check_origin(flask.request)
         self.authenticate(flask.request)
         return flask.jsonify(
             {"object": "list", "data": [m.describe() for m in self.models.values()]}
         )
 
     def retrieve_model(self, model: str) -> flask.Response:
+        self.check_origin(flask.request)
         self.authenticate(flask.request)
         if model not in self.models:
             raise errors.model_not_found(model)
         return flask.jsonify(self.models[model].describe())
+
+
+_pools: dict[tuple[str, ...], KeyPool] = {}
+
+
+def _pool_from_settings() -> KeyPool:
+    """The fal keys as every face finds a key: ``AI_KEYS``, else ``FAL_KEY``, config then env.
+
+    The pool is kept per set of keys, so its turns and benched keys survive
+    between calls and a rotated set starts afresh.
+    """
+    keys = tuple(_split(server_setting("AI_KEYS")) or _split(server_setting("FAL_KEY")))
+    if not keys:
+        raise ProxyError(
+            500,
+            "missing_credentials",
+            "The fal proxy has no fal credentials configured.",
+            log_line="no fal credentials: set AI_KEYS or FAL_KEY in app.config or the environment",
+        )
+    pool = _pools.get(keys)
+    if pool is None:
+        if len(_pools) > 16:
+            _pools.clear()
+        pool = _pools[keys] = KeyPool(keys)
+    return pool
 
 
 def _read_upload(upload: Any, field: str) -> bytes:
@@ -227,34 +343,64 @@ def _as_openai_error(exc: Exception) -> errors.OpenAIError:
     return errors.internal_error()
 
 
-def _refused(error: errors.OpenAIError) -> flask.Response:
-    request = flask.request
-    logger.warning(
-        "refused %s %s: %s (%d)",
-        request.method,
-        request.path,
-        error.code or error.type,
-        error.status,
-    )
-    return error.to_response()  # type: ignore[return-value]
-
-
-def _install_cors(blueprint: flask.Blueprint, origins: list[str]) -> None:
-    try:
-        from flask_cors import CORS
-    except ImportError:
-        raise ValueError(
-            "cors_origins needs Flask-CORS: pip install 'flask-fal-proxy[cors]'"
-        ) from None
+def _install_cors(blueprint: flask.Blueprint, origins: Sequence[str]) -> None:
+    CORS = require_flask_cors("cors_origins")
     CORS(
         blueprint,
-        origins=origins,
+        origins=list(origins),
         methods=["GET", "POST", "OPTIONS"],
         allow_headers=list(CORS_ALLOW_HEADERS),
         expose_headers=list(CORS_EXPOSE_HEADERS),
         supports_credentials=False,
         max_age=600,
     )
+    blueprint.record_once(lambda state: trust_origins(state.app, origins))
+
+
+def openai_blueprint(
+    config: OpenAIConfig,
+    *,
+    name: str = "fal_openai",
+    session: requests.Session | None = None,
+) -> flask.Blueprint:
+    """The blueprint of an :class:`OpenAIConfig`; register it with ``app.register_blueprint``."""
+    if not config.access_keys:
+        logger.warning("%s: no access key configured; anyone who can reach it can spend", name)
+    outbound = session if session is not None else default_session()
+    pool = KeyPool(config.fal_keys) if config.fal_keys else None
+    runner = QueueRunner(
+        outbound,
+        pool,  # type: ignore[arg-type]
+        generation_timeout=float(config.generation_timeout),
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+    )
+    cache = SchemaCache(lambda endpoint: fetch_document(runner.relay, endpoint), config.schemas)
+    face = _ImagesAPI(name, config, cache, runner)
+    rules = [
+        ("/v1/images/generations", "generations", ["POST"]),
+        ("/v1/images/edits", "edits", ["POST"]),
+        ("/v1/models", "models", ["GET"]),
+        ("/v1/models/<path:model>", "model", ["GET"]),
+        ("/health", "health", ["GET"]),
+    ]
+    views = {
+        "models": face.list_models,
+        "model": face.retrieve_model,
+        "health": lambda: flask.jsonify({"status": "ok"}),
+    }
+    blueprint = mount_face(face, "/v1", rules, views=views, url_prefix=config.url_prefix or None)
+    if not config.fal_keys:
+        blueprint.record_once(_require_fal_keys)
+    if config.cors_origins:
+        _install_cors(blueprint, config.cors_origins)
+    return blueprint
+
+
+def _require_fal_keys(state: Any) -> None:
+    config = state.app.config
+    if not any(config.get(name) or os.environ.get(name) for name in ("AI_KEYS", "FAL_KEY")):
+        raise ValueError("no fal keys: pass fal_keys=, or set AI_KEYS or FAL_KEY")
 
 
 def create_openai_blueprint(
@@ -272,53 +418,21 @@ def create_openai_blueprint(
 ) -> flask.Blueprint:
     """A blueprint serving OpenAI's images and models API with fal models.
 
-    ``models`` maps public ids to fal endpoint ids (or is the string form
-    ``"flux-dev:fal-ai/flux/dev,..."``); ``access_keys`` are what clients
-    send as ``Authorization: Bearer``; ``fal_keys`` are used in turn. Each
+    The arguments are :class:`OpenAIConfig`'s fields; each left ``None``
     defaults to its environment variable (``SUPPORTED_MODELS``,
-    ``CUSTOM_ACCESS_KEY``, ``AI_KEYS`` or ``FAL_KEY``). ``cors_origins``
-    (needs Flask-CORS) lets pages on those origins call the API. Raises
+    ``CUSTOM_ACCESS_KEY``, ``AI_KEYS`` or ``FAL_KEY``), as
+    :meth:`OpenAIConfig.from_env` reads them. ``cors_origins`` (needs
+    Flask-CORS) lets pages on those origins call the API. Raises
     ``ValueError`` for any setting that could not work.
     """
-    table = parse_models(models if models is not None else os.environ.get("SUPPORTED_MODELS", ""))
-    clients = _split(
-        access_keys if access_keys is not None else os.environ.get("CUSTOM_ACCESS_KEY")
+    config = OpenAIConfig.from_env(
+        models=models,
+        access_keys=access_keys,
+        fal_keys=fal_keys,
+        url_prefix=url_prefix,
+        schemas=schemas,
+        generation_timeout=generation_timeout,
+        allow_unauthenticated=allow_unauthenticated,
+        cors_origins=cors_origins,
     )
-    if not clients and not allow_unauthenticated:
-        raise ValueError(
-            "no access keys: pass access_keys= or set CUSTOM_ACCESS_KEY "
-            "(or allow_unauthenticated=True to serve anyone)"
-        )
-    if not clients:
-        logger.warning("%s: no access key configured; anyone who can reach it can spend", name)
-    pool = KeyPool(_split(fal_keys) if fal_keys is not None else fal_keys_from_env())
-    if not (isinstance(generation_timeout, (int, float)) and 0 < generation_timeout <= 3600):
-        raise ValueError("generation_timeout must be between 0 and 3600 seconds")
-    outbound = session if session is not None else default_session()
-    runner = QueueRunner(
-        outbound,
-        pool,
-        generation_timeout=float(generation_timeout),
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-    )
-    cache = SchemaCache(lambda endpoint: fetch_document(runner.relay, endpoint), schemas)
-    facade = _ImagesAPI(table, clients, cache, runner)
-
-    blueprint = flask.Blueprint(name, __name__, url_prefix=url_prefix or None)
-    blueprint.add_url_rule(
-        "/v1/images/generations", "generations", facade.generations, methods=["POST"]
-    )
-    blueprint.add_url_rule("/v1/images/edits", "edits", facade.edits, methods=["POST"])
-    blueprint.add_url_rule("/v1/models", "models", facade.list_models, methods=["GET"])
-    blueprint.add_url_rule(
-        "/v1/models/<path:model>", "model", facade.retrieve_model, methods=["GET"]
-    )
-    blueprint.add_url_rule("/health", "health", lambda: flask.jsonify({"status": "ok"}))
-    blueprint.register_error_handler(errors.OpenAIError, _refused)
-    # The safety net logs what it catches; it only needs OpenAI's shape here.
-    install_safety_net(blueprint, respond=lambda e: errors.from_proxy_error(e).to_response())
-    origins = _split(cors_origins)
-    if origins:
-        _install_cors(blueprint, origins)
-    return blueprint
+    return openai_blueprint(config, name=name, session=session)

@@ -14,11 +14,10 @@ therefore marked with :func:`after_submit`, which tells the SDKs not to retry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+from typing import Any
 
-from werkzeug.wrappers import Response
-
+from .. import errors as core
 from ..errors import ProxyError
 
 __all__ = ["OpenAIError", "after_submit", "from_proxy_error"]
@@ -27,8 +26,14 @@ INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
 
 
-class OpenAIError(Exception):
-    """A refusal with OpenAI's status, ``type``, ``param`` and ``code``."""
+class OpenAIError(ProxyError):
+    """A refusal with OpenAI's status, ``type``, ``param`` and ``code``.
+
+    A ``ProxyError`` like every other refusal of the package, logged and
+    counted the same way; only its body has OpenAI's shape. OpenAI leaves
+    ``code`` empty for plain invalid requests, so the package-wide ``code``
+    falls back to the ``type`` there.
+    """
 
     def __init__(
         self,
@@ -40,30 +45,20 @@ class OpenAIError(Exception):
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, code or type, message, headers)
         self.type = type
         self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
+        self.openai_code = code
 
-    def to_response(self) -> Response:
-        body = {
+    def get_body(self) -> dict[str, Any]:
+        return {
             "error": {
                 "message": self.message,
                 "type": self.type,
                 "param": self.param,
-                "code": self.code,
+                "code": self.openai_code,
             }
         }
-        response = Response(
-            json.dumps(body, separators=(",", ":")), status=self.status, mimetype="application/json"
-        )
-        response.headers["Cache-Control"] = "no-store"
-        for name, value in self.headers.items():
-            response.headers[name] = value
-        return response
 
 
 def after_submit(error: OpenAIError) -> OpenAIError:
@@ -74,6 +69,8 @@ def after_submit(error: OpenAIError) -> OpenAIError:
 
 def from_proxy_error(error: ProxyError) -> OpenAIError:
     """A package refusal (``invalid_json``, ``payload_too_large``...) in OpenAI's shape."""
+    if isinstance(error, OpenAIError):
+        return error
     kind = INVALID_REQUEST if error.status < 500 else SERVER_ERROR
     return OpenAIError(
         error.status, error.message, type=kind, code=error.code, headers=error.headers
@@ -95,7 +92,7 @@ def invalid_request(message: str, param: str | None = None) -> OpenAIError:
 
 
 def unsupported_media_type(expected: str) -> OpenAIError:
-    return OpenAIError(415, f"The request body must be {expected}.", code="unsupported_media_type")
+    return from_proxy_error(core.unsupported_media_type(expected))
 
 
 def length_required() -> OpenAIError:
@@ -103,7 +100,7 @@ def length_required() -> OpenAIError:
 
 
 def body_too_large(limit: int) -> OpenAIError:
-    return OpenAIError(413, f"The request body exceeds {limit} bytes.", code="payload_too_large")
+    return from_proxy_error(core.payload_too_large(limit))
 
 
 def model_not_found(model: str) -> OpenAIError:
@@ -167,9 +164,7 @@ def schema_unavailable(model: str) -> OpenAIError:
 
 
 def fal_unreachable() -> OpenAIError:
-    return OpenAIError(
-        502, "fal could not be reached.", type=SERVER_ERROR, code="upstream_unreachable"
-    )
+    return from_proxy_error(core.upstream_unreachable("fal"))
 
 
 def fal_error(status: int, message: str) -> OpenAIError:
@@ -203,6 +198,15 @@ def image_unavailable(reason: str) -> OpenAIError:
 
 
 def fal_timeout() -> OpenAIError:
+    return from_proxy_error(core.upstream_timeout("fal"))
+
+
+def insufficient_quota(message: str) -> OpenAIError:
+    """A spend budget refused the call: OpenAI's quota error, which the SDKs do not retry."""
     return OpenAIError(
-        504, "fal did not answer in time.", type=SERVER_ERROR, code="upstream_timeout"
+        429,
+        message,
+        type="insufficient_quota",
+        code="insufficient_quota",
+        headers={"x-should-retry": "false"},
     )

@@ -7,7 +7,7 @@ server; ElevenLabs and OpenAI come the same way, and any other provider is a
 header hygiene and the URL checks are the same code.
 """
 
-from .blueprint import create_provider_blueprint
+from .blueprint import ProviderConfig, create_provider_blueprint, provider_blueprint
 from .spec import ANTHROPIC, ELEVENLABS, OPENAI, PROVIDERS, ProviderSpec
 
 __all__ = [
@@ -15,6 +15,8 @@ __all__ = [
     "ELEVENLABS",
     "OPENAI",
     "PROVIDERS",
+    "ProviderConfig",
     "ProviderSpec",
     "create_provider_blueprint",
+    "provider_blueprint",
 ]

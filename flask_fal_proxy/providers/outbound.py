@@ -29,7 +29,7 @@ from ..validation import read_body as read_capped_body
 if TYPE_CHECKING:
     import flask
 
-__all__ = ["outbound_headers", "read_body", "requested_path", "requested_query"]
+__all__ = ["provider_request_headers", "read_body", "requested_path", "requested_query"]
 
 # Upload formats passed through byte for byte (ElevenLabs speech-to-text,
 # OpenAI audio); anything else that is not JSON is refused with a 415.
@@ -67,7 +67,7 @@ def requested_query(request: flask.Request) -> str:
     return query
 
 
-def outbound_headers(
+def provider_request_headers(
     incoming: Iterable[tuple[str, str]],
     auth_header: str,
     credential: str,

@@ -12,12 +12,12 @@ path it serves and an empty list serves nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 
-from ..config import (
+from ..checks import (
     FORBIDDEN_FORWARD_HEADERS,
     as_string_tuple,
     checked_forward_headers,
@@ -111,9 +111,6 @@ class ProviderSpec:
     forward_request_headers: Sequence[str] = ()
     allowed_paths: Sequence[str] = ()
     allowed_methods: Sequence[str] = ("POST",)
-    _path_matcher: Callable[[str], bool] = field(
-        default=lambda path: False, init=False, repr=False, compare=False
-    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -135,14 +132,8 @@ class ProviderSpec:
             "forward_request_headers",
             _checked_headers("forward_request_headers", self.forward_request_headers, auth),
         )
-        paths, matcher = checked_paths(self.allowed_paths)
-        set_(self, "allowed_paths", paths)
-        set_(self, "_path_matcher", matcher)
+        set_(self, "allowed_paths", checked_paths(self.allowed_paths)[0])
         set_(self, "allowed_methods", checked_methods(self.allowed_methods))
-
-    def allows_path(self, path: str) -> bool:
-        """Whether ``path`` (no leading slash) is one of ``allowed_paths``."""
-        return self._path_matcher(path)
 
 
 ANTHROPIC = ProviderSpec(

@@ -11,7 +11,8 @@ import os
 
 import flask
 
-from flask_fal_proxy import create_blueprint, default_session
+from flask_fal_proxy import create_blueprint
+from flask_fal_proxy.relay import default_session
 from flask_fal_proxy.testing import LoopbackAdapter
 
 

@@ -114,7 +114,7 @@ def test_settings_default_to_the_seeds_environment_variables(
     create_openai_blueprint(name="second")
     monkeypatch.delenv("FAL_KEY")
     with pytest.raises(ValueError, match="no fal keys"):
-        create_openai_blueprint(name="third")
+        flask.Flask("third").register_blueprint(create_openai_blueprint(name="third"))
 
 
 def test_unauthenticated_serving_is_explicit_and_logged(

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from wire import REQUEST_LINE, WireRecorder, budget
 
 from flask_fal_proxy import ProxyError, create_blueprint
-from flask_fal_proxy.forwarder import default_session
-from flask_fal_proxy.policy import is_fal_host
+from flask_fal_proxy.fal_protocol import is_fal_host
+from flask_fal_proxy.relay import default_session
 from flask_fal_proxy.testing import LoopbackAdapter
 from flask_fal_proxy.validation import parse_target_url
 
