@@ -41,9 +41,9 @@ _METRICS_VIEW = "flask_fal_proxy_metrics"
 def _fal_session(app: flask.Flask) -> requests.Session | None:
     """The session the app's fal route sends with, so its adapters apply to pricing too."""
     for blueprint in app.blueprints.values():
-        forwarder = getattr(blueprint, "fal_proxy_forwarder", None)
-        if forwarder is not None:
-            return forwarder.session  # type: ignore[no-any-return]
+        relay = getattr(blueprint, "fal_proxy_relay", None)
+        if relay is not None:
+            return relay.session  # type: ignore[no-any-return]
     return None
 
 
@@ -56,10 +56,10 @@ def _pricing_key(
         if fal_key is not None:
             value = (fal_key() or "").strip()
             return (value if value.startswith("Key ") else f"Key {value}") if value else None
-        from ..config import fal_key_from_app_or_env
+        from ..credentials import fal_authorization
 
         with app.app_context():
-            found = fal_key_from_app_or_env(None)  # type: ignore[arg-type]
+            found = fal_authorization()
         if found:
             return found
         pool = [k.strip() for k in os.environ.get("AI_KEYS", "").split(",") if k.strip()]

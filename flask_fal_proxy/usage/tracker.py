@@ -192,9 +192,11 @@ class UsageTracker:
         try:
             refused = self.ledger.reserve(counters, micros, state.day, state.endpoint)
         except Exception as exc:
+            state.shares.clear()
             logger.error("usage ledger unavailable (%s): refusing paid calls", type(exc).__name__)
             raise budget_unavailable() from None
         if refused >= 0:
+            state.shares.clear()
             budget, resets_at = behind[refused]
             call.notes["cost_usd"] = 0.0
             call.notes["estimated"] = False
@@ -232,7 +234,7 @@ class UsageTracker:
 
     def _admit_fal(self, call: Call, now: datetime, day: str) -> None:
         inputs = call.notes.get("fal_inputs")
-        if call.url is None and isinstance(inputs, list):
+        if not call.url and isinstance(inputs, list):
             # The facade: one queue job per input, reserved together.
             state = _State("facade", (), day, call.endpoint)
             call.notes[_STATE] = state
@@ -358,6 +360,7 @@ class UsageTracker:
         path = parts.path.strip("/")
         request_id = headers.get("x-fal-request-id")
         with state.lock:
+            state.answered = True
             if method == "POST" and "requests" not in path.split("/"):
                 share = state.shares.popleft() if state.shares else 0
                 if status >= 400:
@@ -411,12 +414,17 @@ class UsageTracker:
             return
         if kind == "facade":
             with state.lock:
-                # Jobs never submitted (the call failed or was refused first).
-                unsent = sum(state.shares)
+                submitted = state.answered
+                failed = call.status is None or 400 <= call.status < 500
+                if submitted or failed:
+                    # Jobs never submitted (the call failed or was refused
+                    # first). With no submit seen, a 5xx or success may have
+                    # run them: their estimates stand.
+                    unsent = sum(state.shares)
+                    if unsent:
+                        self._adjust(state, -unsent)
+                        state.reserved -= unsent
                 state.shares.clear()
-                if unsent:
-                    self._adjust(state, -unsent)
-                    state.reserved -= unsent
                 self._note(call, state)
             return
         if state.reserved and not state.answered and call.status != 504:

@@ -116,7 +116,7 @@ def test_the_refusal_names_the_budget_and_its_reset(fal: FakeFal) -> None:
     next_hour = f"{now:%Y-%m-%dT%H}:00:00Z"
     assert "hourly budget of $0.01 for this user" in error.message
     assert "resets at" in error.message and error.message != next_hour
-    body = json.loads(error.to_response().get_data())
+    body = json.loads(error.get_response().get_data())
     assert body == {"message": error.message, "code": "budget_exceeded"}
     assert call.refusal == "budget_exceeded" and fal_runs(fal) == 1
 
