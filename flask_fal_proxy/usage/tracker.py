@@ -55,6 +55,7 @@ BILLABLE_UNITS = "x-fal-billable-units"
 _GRACE = timedelta(days=2)
 _SUBMIT_BODY_LIMIT = 64 * 1024
 _MAX_USER = 200
+_SLOT_CACHE = 10000
 
 
 def budget_unavailable() -> ProxyError:
@@ -153,6 +154,7 @@ class UsageTracker:
         self.ledger = ledger
         self.price_book = price_book
         self.tokens = TokenPrices(prices.tokens)
+        self._slots: dict[str | None, tuple[datetime, Any, Any]] = {}
 
     # -- who and which counters -------------------------------------------------
 
@@ -165,7 +167,24 @@ class UsageTracker:
     def _counters(
         self, user: str | None, now: datetime
     ) -> tuple[list[tuple[str, int, int]], list[tuple[Budget, datetime]]]:
-        """``(name, limit, ttl)`` per distinct counter, and the budget and reset behind each."""
+        """``(name, limit, ttl)`` per distinct counter, and the budget and reset behind each.
+
+        They change only when a period ends, so they are kept per user until
+        the first reset (a bounded number of users at a time).
+        """
+        cached = self._slots.get(user)
+        if cached is not None and now < cached[0]:
+            return cached[1], cached[2]
+        counters, behind = self._work_out_counters(user, now)
+        if len(self._slots) >= _SLOT_CACHE:
+            self._slots.clear()
+        resets = min((end for _, end in behind), default=now + timedelta(hours=1))
+        self._slots[user] = (resets, counters, behind)
+        return counters, behind
+
+    def _work_out_counters(
+        self, user: str | None, now: datetime
+    ) -> tuple[list[tuple[str, int, int]], list[tuple[Budget, datetime]]]:
         counters: list[tuple[str, int, int]] = []
         behind: list[tuple[Budget, datetime]] = []
         for budget in self.budgets:
