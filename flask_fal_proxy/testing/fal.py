@@ -130,10 +130,13 @@ class FakeFal(FakeServer):
         self._jobs: dict[str, _Job] = {}
         self.prices: dict[str, tuple[float, str]] = dict(DEFAULT_PRICES)
         self.billable_units: dict[str, float] = {}
+        # The calls to the pricing API, which ``calls`` leaves out: they are the proxy's own.
+        self.pricing_calls: list[RecordedCall] = []
         super().__init__(key, host=host, port=port)
 
     def records(self, request: Request) -> bool:
-        return not request.path.startswith("/__upload/")
+        # Price look-ups are kept apart, in ``pricing_calls`` (see Billing below).
+        return not request.path.startswith("/__upload/") and not _is_pricing(request)
 
     def dispatch(self, request: Request, body: bytes) -> Response:
         host = request.host.split(":")[0]
@@ -426,6 +429,16 @@ class FakeFal(FakeServer):
         return estimate_units(unit, payload)
 
     def _pricing(self, request: Request) -> Response:
+        call = RecordedCall(
+            request.method,
+            "api.fal.ai",
+            request.path,
+            request.query_string.decode(),
+            dict(request.headers),
+            b"",
+        )
+        with self._lock:
+            self.pricing_calls.append(call)
         time.sleep(self.pricing_delay)
         wanted = request.args.getlist("endpoint_id")
         prices = [
@@ -462,6 +475,10 @@ class FakeFal(FakeServer):
             response.headers["x-fal-billable-units"] = f"{units:g}"
             response.headers.setdefault("x-fal-request-id", str(uuid.uuid4()))
         return response
+
+
+def _is_pricing(request: Request) -> bool:
+    return request.host.split(":")[0] == "api.fal.ai" and request.path == "/v1/models/pricing"
 
 
 # USD per billable unit, in the shape of fal's pricing API; figures of the

@@ -31,6 +31,7 @@ def fal() -> Iterator[FakeFal]:
 @pytest.fixture(autouse=True)
 def _fresh(fal: FakeFal) -> None:
     fal.calls.clear()
+    fal.pricing_calls.clear()
     fal.billable_units.clear()
 
 
@@ -309,5 +310,5 @@ def test_prices_override_fal_and_take_a_unit(fal: FakeFal) -> None:
     )
 
     assert call.notes["cost_usd"] == pytest.approx(0.2)
-    assert not [c for c in fal.calls if c.host == "api.fal.ai"]
+    assert not fal.pricing_calls
     assert isinstance(Prices.of({IMAGE: 1}), Prices)

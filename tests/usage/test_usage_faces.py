@@ -71,7 +71,7 @@ def test_the_fal_route_refuses_past_the_budget_with_402(
     assert "daily budget of $0.05 for this user" in answers[1].get_json()["message"]
     assert len([c for c in fal.calls if c.host == "fal.run"]) == 1
     # The pricing call went through the fal route's own session, with its key.
-    (priced,) = [c for c in fal.calls if c.host == "api.fal.ai"]
+    (priced,) = fal.pricing_calls
     assert priced.headers["Authorization"] == f"Key {KEY}"
     settled, refused = usage_lines(caplog)
     assert settled["cost_usd"] == 0.04 and settled["units"] == 2 and not settled["estimated"]

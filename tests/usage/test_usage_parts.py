@@ -136,13 +136,13 @@ def test_prices_are_asked_once_for_concurrent_first_uses_and_kept_when_fal_fails
             thread.start()
         for thread in threads:
             thread.join()
-        asked = [c for c in fal.calls if c.host == "api.fal.ai"]
+        asked = fal.pricing_calls
         assert len(asked) == 1 and asked[0].headers["Authorization"] == f"Key {KEY}"
         assert asked[0].query == "endpoint_id=fal-ai/priced"
         assert {(p.unit_price, p.unit) for p in results} == {(0.02, "image")}
         fal.pricing_delay = 0.0
         assert book.price("fal-ai/priced").unit_price == 0.02
-        assert len([c for c in fal.calls if c.host == "api.fal.ai"]) == 1  # cached
+        assert len(fal.pricing_calls) == 1  # cached
     # fal is gone; the day is over: the stale price stands.
     time.sleep(0.6)
     assert book.price("fal-ai/priced").unit_price == 0.02
@@ -155,7 +155,7 @@ def test_pricing_goes_to_fal_with_the_apps_key() -> None:
         tracker = track_usage(app, session=fal.session())
         fal.set_price("fal-ai/keyed", 0.5, "image")
         assert tracker.price_book.price("fal-ai/keyed").unit_price == 0.5
-        (asked,) = fal.calls
+        (asked,) = fal.pricing_calls
         assert (asked.host, asked.path) == ("api.fal.ai", "/v1/models/pricing")
 
 
