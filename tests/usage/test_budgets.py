@@ -312,3 +312,20 @@ def test_prices_override_fal_and_take_a_unit(fal: FakeFal) -> None:
     assert call.notes["cost_usd"] == pytest.approx(0.2)
     assert not fal.pricing_calls
     assert isinstance(Prices.of({IMAGE: 1}), Prices)
+
+
+def test_budgets_fail_closed_when_the_ledger_is_unreachable(fal: FakeFal) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = make_app(fal, budgets=[Budget(5, per="day")], storage_uri=f"redis://127.0.0.1:{port}/0")
+
+    _, error, _ = drive(app, fal.session(), "POST", f"https://fal.run/{IMAGE}", {}, user="a")
+    poll, _, _ = drive(
+        app, fal.session(), "GET", f"https://queue.fal.run/{IMAGE}/requests/x/status"
+    )
+
+    assert error is not None and (error.status, error.code) == (503, "budget_unavailable")
+    assert poll.status == 404 and fal_runs(fal) == 0  # the free call still goes through
