@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 
 import flask
 import pytest
+from providers.conftest import redis_url  # noqa: F401  (a real redis-server, by PID)
+from usage_support import KEY, drive
 
 from flask_fal_proxy.testing import FakeFal
 from flask_fal_proxy.usage import Budget, Prices, track_usage
-
-from .usage_support import KEY, drive
 
 IMAGE = "fal-ai/test-image"
 MEGA = "fal-ai/test-megapixel"
@@ -172,7 +172,8 @@ def test_an_unpriced_endpoint_costs_nothing_and_is_logged_once(
 
 
 def test_queue_jobs_settle_at_the_result_fetch_on_another_instance(
-    fal: FakeFal, redis_url: str
+    fal: FakeFal,
+    redis_url: str,  # noqa: F811  (the fixture imported above)
 ) -> None:
     import redis
 
@@ -204,7 +205,10 @@ def test_queue_jobs_settle_at_the_result_fetch_on_another_instance(
     assert spent(one, "a") == {"user/day": expected, "total/month": expected}
 
 
-def test_two_instances_share_one_budget_through_redis(fal: FakeFal, redis_url: str) -> None:
+def test_two_instances_share_one_budget_through_redis(
+    fal: FakeFal,
+    redis_url: str,  # noqa: F811  (the fixture imported above)
+) -> None:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()

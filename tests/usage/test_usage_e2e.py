@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from e2e.harness import clean_env, gunicorn, require_node, run_node
+from providers.conftest import redis_url  # noqa: F401  (a real redis-server, by PID)
 
 from flask_fal_proxy.testing import FakeFal
 
@@ -30,7 +31,10 @@ def fal() -> Iterator[FakeFal]:
 
 
 @pytest.fixture
-def instances(fal: FakeFal, redis_url: str) -> Iterator[tuple[str, str]]:
+def instances(
+    fal: FakeFal,
+    redis_url: str,  # noqa: F811  (the fixture imported above)
+) -> Iterator[tuple[str, str]]:
     import redis
 
     require_node()

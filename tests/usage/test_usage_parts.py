@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import flask
 import pytest
+from usage_support import KEY, drive
 
 from flask_fal_proxy.admission import Call, observers
 from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs, FakeFal
@@ -16,8 +17,6 @@ from flask_fal_proxy.usage import Budget, Prices, track_usage
 from flask_fal_proxy.usage.fal_prices import FalPriceBook
 from flask_fal_proxy.usage.token_usage import UsageReader
 from flask_fal_proxy.usage.units import estimate_units
-
-from .usage_support import KEY, drive
 
 
 @pytest.mark.parametrize(
