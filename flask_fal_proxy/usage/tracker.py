@@ -56,6 +56,7 @@ _GRACE = timedelta(days=2)
 _SUBMIT_BODY_LIMIT = 64 * 1024
 _MAX_USER = 200
 _SLOT_CACHE = 10000
+_MAX_ID = 200
 
 
 def budget_unavailable() -> ProxyError:
@@ -352,7 +353,7 @@ class UsageTracker:
             if units is None:
                 return
             call.units = units
-            pending = self.ledger.take_pending(state.request_id)
+            pending = self.ledger.take_pending(state.request_id[:_MAX_ID])
             if pending is None:
                 # Not reserved here, or already settled by an earlier fetch.
                 return
@@ -483,7 +484,7 @@ class UsageTracker:
         pending = Pending(
             state.counters, state.reserved, state.unit_price, state.endpoint, state.day
         )
-        self.ledger.put_pending(request_id[:200], pending)
+        self.ledger.put_pending(request_id[:_MAX_ID], pending)
         # The submit's own record keeps the estimate; the result fetch settles it.
         state.body = None
         state.request_id = request_id
