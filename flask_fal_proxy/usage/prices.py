@@ -40,6 +40,7 @@ DEFAULT_TOKEN_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.6),
     "gpt-4o": (2.5, 10.0),
     "o4-mini": (1.1, 4.4),
+    "o3-mini": (1.1, 4.4),
     "o3": (2.0, 8.0),
 }
 # ElevenLabs' overage rate on its paid plans, per character of text.
