@@ -68,10 +68,10 @@ def _pricing_key(
     return key
 
 
-def _metrics(app: flask.Flask) -> tuple[Any, Callable[[], Any] | None]:
+def _metrics() -> tuple[Any, Callable[[], Any] | None]:
     """The metrics observer and exposition view, when the metrics module and its client exist."""
     try:
-        from .metrics import MetricsObserver, metrics_response  # type: ignore[attr-defined]
+        from .metrics import MetricsObserver, metrics_response
     except ModuleNotFoundError as exc:
         if exc.name not in ("prometheus_client", f"{__name__}.metrics"):
             raise
@@ -124,7 +124,7 @@ def track_usage(
         identify=identify, budgets=budgets, prices=price_table, ledger=ledger, price_book=book
     )
     add_observer(app, tracker)
-    metrics_observer, metrics_view = _metrics(app)
+    metrics_observer, metrics_view = _metrics()
     if metrics_observer is not None:
         add_observer(app, metrics_observer)
     if metrics_route is not None:
