@@ -8,6 +8,9 @@ provider whose key is not set is answered by the package's fake on
     FAL_KEY             image panel, /api/fal/proxy
     ANTHROPIC_API_KEY   text panel,  /api/anthropic/v1/messages
     ELEVENLABS_API_KEY  speech panel, /api/elevenlabs/v1/text-to-speech/<voice>/stream
+
+Every call is metered (``/metrics``) and held to a budget per visitor and in
+total; ``/api/usage`` tells the page what the visitor has left.
 """
 
 from __future__ import annotations
@@ -115,7 +118,27 @@ def create_app() -> Flask:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    _track_spend(app)
     return app
+
+
+def _track_spend(app: Flask) -> None:
+    """Each visitor may spend ``USAGE_USD_PER_DAY`` a day, everyone ``USAGE_USD_PER_MONTH``.
+
+    Spend is counted per process unless ``USAGE_STORAGE_URI`` names a Redis
+    server, which every worker and instance then shares (docs/USAGE.md).
+    """
+    from flask_fal_proxy.usage import Budget, track_usage
+
+    track_usage(
+        app,
+        identify=lambda request: session.get("visitor"),
+        budgets=[
+            Budget(float(os.environ.get("USAGE_USD_PER_DAY", "5")), per="day", scope="user"),
+            Budget(float(os.environ.get("USAGE_USD_PER_MONTH", "200")), per="month", scope="total"),
+        ],
+        storage_uri=os.environ.get("USAGE_STORAGE_URI", "memory://"),
+    )
 
 
 app = create_app()

@@ -128,10 +128,15 @@ class FakeFal(FakeServer):
         self.stream_delay = stream_delay
         self.uploads: dict[str, bytes] = {}
         self._jobs: dict[str, _Job] = {}
+        self.prices: dict[str, tuple[float, str]] = dict(DEFAULT_PRICES)
+        self.billable_units: dict[str, float] = {}
+        # The calls to the pricing API, which ``calls`` leaves out: they are the proxy's own.
+        self.pricing_calls: list[RecordedCall] = []
         super().__init__(key, host=host, port=port)
 
     def records(self, request: Request) -> bool:
-        return not request.path.startswith("/__upload/")
+        # Price look-ups are kept apart, in ``pricing_calls`` (see Billing below).
+        return not request.path.startswith("/__upload/") and not _is_pricing(request)
 
     def dispatch(self, request: Request, body: bytes) -> Response:
         host = request.host.split(":")[0]
@@ -154,10 +159,12 @@ class FakeFal(FakeServer):
             except ValueError:
                 return _json({"detail": "Body is not JSON"}, 400)
         path = request.path.strip("/")
+        if host == "api.fal.ai" and path == "v1/models/pricing":
+            return self._pricing(request)
         if host == "queue.fal.run":
-            return self._queue(request, path, payload, key)
+            return self._bill(request, path, payload, self._queue(request, path, payload, key))
         if host == "fal.run":
-            return self._run(request, path, payload)
+            return self._bill(request, path, payload, self._run(request, path, payload))
         if host == "rest.fal.ai" and path.startswith("storage/upload/"):
             return self._storage(path, payload)
         return _json({"detail": f"No such fake host {host}"}, 404)
@@ -396,3 +403,96 @@ class FakeFal(FakeServer):
                 }
             )
         return _json({"detail": "Not found"}, 404)
+
+    # --- Billing: fal's pricing API and x-fal-billable-units (usage tracking) ---
+    # fal answers every inference result with the units it billed, and
+    # publishes each endpoint's unit price; the fake does both, computing the
+    # units from the input the way fal bills them, so budgets and spend
+    # tracking run offline. ``prices`` (endpoint -> (USD per unit, unit)) and
+    # ``billable_units`` (endpoint -> a fixed count to report) can be changed.
+
+    # Seconds the pricing API takes to answer (to see concurrent first uses wait for one).
+    pricing_delay = 0.0
+
+    def set_price(self, endpoint: str, unit_price: float, unit: str = "image") -> None:
+        with self._lock:
+            self.prices[endpoint] = (unit_price, unit)
+
+    def units_for(self, endpoint: str, payload: Any) -> float:
+        """The units this fake bills for ``payload`` at ``endpoint``."""
+        from ..usage.units import estimate_units
+
+        fixed = self.billable_units.get(endpoint)
+        if fixed is not None:
+            return fixed
+        _, unit = self.prices.get(endpoint, (0.0, "image"))
+        return estimate_units(unit, payload)
+
+    def _pricing(self, request: Request) -> Response:
+        call = RecordedCall(
+            request.method,
+            "api.fal.ai",
+            request.path,
+            request.query_string.decode(),
+            dict(request.headers),
+            b"",
+        )
+        with self._lock:
+            self.pricing_calls.append(call)
+        time.sleep(self.pricing_delay)
+        wanted = request.args.getlist("endpoint_id")
+        prices = [
+            {
+                "endpoint_id": e,
+                "unit_price": self.prices[e][0],
+                "unit": self.prices[e][1],
+                "currency": "USD",
+            }
+            for e in wanted
+            if e in self.prices
+        ]
+        return _json({"prices": prices, "next_cursor": None, "has_more": False})
+
+    def _bill(self, request: Request, path: str, payload: Any, response: Response) -> Response:
+        if response.status_code != 200 or request.method == "PUT":
+            return response
+        parts = path.split("/")
+        if "requests" in parts:
+            rest = parts[parts.index("requests") + 1 :]
+            job = self._jobs.get(rest[0]) if len(rest) == 1 else None
+            if job is not None and request.method == "GET":
+                units = self.units_for(job.endpoint, job.input)
+                response.headers["x-fal-billable-units"] = f"{units:g}"
+                response.headers["x-fal-request-id"] = rest[0]
+            return response
+        if request.host.split(":")[0] == "queue.fal.run":
+            # The submit: fal names the job in a header as well as the body.
+            answer = json.loads(response.get_data())
+            response.headers["x-fal-request-id"] = str(answer.get("request_id", ""))
+            return response
+        if not path.endswith("/stream"):
+            units = self.units_for(path, payload)
+            response.headers["x-fal-billable-units"] = f"{units:g}"
+            response.headers.setdefault("x-fal-request-id", str(uuid.uuid4()))
+        return response
+
+
+def _is_pricing(request: Request) -> bool:
+    return request.host.split(":")[0] == "api.fal.ai" and request.path == "/v1/models/pricing"
+
+
+# USD per billable unit, in the shape of fal's pricing API; figures of the
+# order fal charges, for offline runs, not fal's price list.
+DEFAULT_PRICES: dict[str, tuple[float, str]] = {
+    "fal-ai/flux/dev": (0.025, "megapixel"),
+    "fal-ai/flux/schnell": (0.003, "megapixel"),
+    "fal-ai/flux-pro/v1.1-ultra": (0.06, "image"),
+    "fal-ai/flux-pro/kontext": (0.04, "image"),
+    "fal-ai/flux-pro/v1/fill": (0.05, "megapixel"),
+    "fal-ai/fast-lightning-sdxl": (0.002, "image"),
+    "fal-ai/imagen4/preview": (0.04, "image"),
+    "fal-ai/nano-banana/edit": (0.039, "image"),
+    "fal-ai/fake-width-height": (0.01, "megapixel"),
+    "fal-ai/kling-video/v2/master/text-to-video": (0.28, "second"),
+}
+# --- end of billing ---
