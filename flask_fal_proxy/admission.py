@@ -255,7 +255,7 @@ class Face:
         if call is None:
             return self.send(_NO_CALL, outbound, ())
         call.endpoint, call.url, call.body = outbound.endpoint, outbound.url, outbound.body
-        call.bytes_in = len(outbound.body or b"")
+        call.bytes_in = len(outbound.body or b"") or (request.content_length or 0)
         if isinstance(outbound.extra, dict) and "fal_inputs" in outbound.extra:
             call.notes["fal_inputs"] = outbound.extra["fal_inputs"]
         for watcher in watchers:
@@ -301,9 +301,9 @@ def _finish(call: Call, watchers: Sequence[Observer]) -> None:
 def _recorded(response: Response, call: Call, watchers: Sequence[Observer]) -> Response:
     if call.status is None:
         call.status = response.status_code
-    if response.is_sequence or not isinstance(response.response, Iterable):
-        data = response.get_data()
-        call.bytes_out = len(data)
+    if response.is_sequence:
+        # Built whole already (a JSON answer): count its parts without joining them.
+        call.bytes_out = sum(len(part) for part in response.response)
         _finish(call, watchers)
         return response
     response.response = _RecordedBody(response.response, call, watchers)

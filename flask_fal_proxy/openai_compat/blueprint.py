@@ -192,9 +192,20 @@ class _ImagesAPI(Face):
         jobs = [plan.job_input(count) for count in plan.batches]
         outbound.extra = {"fal_inputs": jobs, "model": model, "plan": plan}
 
+    def headers(self, request: flask.Request, outbound: Outbound, credential: Any) -> None:
+        outbound.extra["keys"] = credential
+
     def send(self, call: Call, outbound: Outbound, watchers: Sequence[Observer]) -> Any:
         extra = outbound.extra
-        return self.generate(extra["model"], extra["plan"])
+        progress = Progress(client_left=client_left(flask.request.environ), keys=extra["keys"])
+        if watchers:
+
+            def observe(method: str, url: str, status: int, headers: Any) -> None:
+                for watcher in watchers:
+                    watcher.response(call, method, url, status, headers)
+
+            progress.observe = observe
+        return self.generate(extra["model"], extra["plan"], progress, extra["fal_inputs"])
 
     def render(self, error: ProxyError) -> flask.Response:
         if error.code == "budget_exceeded":
@@ -253,10 +264,10 @@ class _ImagesAPI(Face):
             fal_input[inputs.mask_field] = upload_data_uri(_read_upload(mask, "mask"), "mask")
         return dataclasses.replace(plan, fal_input=fal_input)
 
-    def generate(self, model: Model, plan: Plan) -> flask.Response:
-        progress = Progress(client_left=client_left(flask.request.environ))
+    def generate(
+        self, model: Model, plan: Plan, progress: Progress, jobs: list[dict[str, Any]]
+    ) -> flask.Response:
         try:
-            jobs = [plan.job_input(count) for count in plan.batches]
             results = self.runner.run_all(model.endpoint, model.app, jobs, progress)
             data = self._images(results, plan)
         except Exception as exc:
@@ -419,6 +430,9 @@ def openai_blueprint(
         blueprint.record_once(_require_fal_keys)
     if config.cors_origins:
         _install_cors(blueprint, config.cors_origins)
+    # Where fal's other APIs (pricing, for track_usage) are reached, as for the fal route.
+    blueprint.fal_proxy_relay = runner.relay  # type: ignore[attr-defined]
+    blueprint.fal_proxy_keys = config.fal_keys  # type: ignore[attr-defined]
     return blueprint
 
 

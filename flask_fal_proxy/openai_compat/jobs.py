@@ -36,7 +36,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,9 @@ _TRANSIENT_POLL_FAILURES = 3
 CANCEL_TIMEOUT = 5.0
 
 
+Observe = Callable[[str, str, int, Mapping[str, str]], None]
+
+
 @dataclass
 class Progress:
     """What the jobs of one request share: whether any was submitted, and when to give up.
@@ -80,6 +83,10 @@ class Progress:
     abandon: threading.Event = field(default_factory=threading.Event)
     client_left: Callable[[], bool] | None = None
     cause: errors.OpenAIError | None = None
+    # The request's fal keys, when not the runner's own; and who hears of
+    # every answer fal gives the jobs (the admission path's observers).
+    keys: KeyPool | None = None
+    observe: Observe | None = None
 
     def check_client(self) -> None:
         if self.client_left is not None and not self.abandon.is_set() and self.client_left():
@@ -167,6 +174,7 @@ class QueueRunner:
         key: str,
         body: bytes | json_parts.Parts | None,
         budget: float,
+        observe: Observe | None = None,
     ) -> tuple[int, requests.structures.CaseInsensitiveDict[str], Any]:
         headers = {"Authorization": f"Key {key}", "Accept": "application/json"}
         if body is not None:
@@ -174,6 +182,8 @@ class QueueRunner:
         timeout = (self.connect_timeout, max(0.05, min(self.read_timeout, budget)))
         # Parts are sent one after another, so the jobs of one edit share its images.
         with self.relay.open(method, url, headers, body, timeout) as response:  # type: ignore[arg-type]
+            if observe is not None:
+                observe(method, url, response.status_code, response.headers)
             raw = response.raw.read(MAX_RESULT_BYTES + 1, decode_content=True)
             if len(raw) > MAX_RESULT_BYTES:
                 raise errors.fal_error(response.status_code, "the answer is too large")
@@ -217,11 +227,11 @@ class QueueRunner:
             failed = self._await(job, deadline, progress)
         except BaseException:
             # Whatever went wrong, fal must stop working on a job nobody will receive.
-            self.cancel(job)
+            self.cancel(job, progress.observe)
             raise
         if failed is not None:
             raise failed  # fal ended the job itself: nothing to cancel
-        return self._result(job, deadline)
+        return self._result(job, deadline, progress.observe)
 
     # --- submit --------------------------------------------------------------
     def _submit(
@@ -233,12 +243,18 @@ class QueueRunner:
         progress: Progress,
     ) -> _Job:
         rate_limited, retry_after = False, DEFAULT_RETRY_AFTER
-        for key in self.keys.for_job():
+        keys = progress.keys or self.keys
+        for key in keys.for_job():
             if progress.abandon.is_set():
                 raise _Abandoned()
             try:
                 status, headers, answer = self._call(
-                    "POST", QUEUE + endpoint, key, body, deadline - time.monotonic()
+                    "POST",
+                    QUEUE + endpoint,
+                    key,
+                    body,
+                    deadline - time.monotonic(),
+                    progress.observe,
                 )
             except ProxyError:
                 raise  # refused before sending
@@ -252,7 +268,7 @@ class QueueRunner:
                 logger.warning("fal's answer to a submit failed (%s)", type(exc).__name__)
                 raise self._ambiguous(progress, answer_for(exc)) from None
             if status in (401, 403):
-                self.keys.bench(key, status)
+                keys.bench(key, status)
                 continue
             if status == 429:
                 rate_limited = True
@@ -336,7 +352,12 @@ class QueueRunner:
                 continue
             try:
                 status, _, answer = self._call(
-                    "GET", job.status_url, job.key, None, deadline - time.monotonic()
+                    "GET",
+                    job.status_url,
+                    job.key,
+                    None,
+                    deadline - time.monotonic(),
+                    progress.observe,
                 )
             except ProxyError:
                 raise
@@ -365,17 +386,24 @@ class QueueRunner:
                     fal_message({"detail": answer.get("error")}, state.lower())
                 )
 
-    def _result(self, job: _Job, deadline: float) -> dict[str, Any]:
+    def _result(
+        self, job: _Job, deadline: float, observe: Observe | None = None
+    ) -> dict[str, Any]:
         try:
             status, _, answer = self._call(
-                "GET", job.response_url, job.key, None, max(1.0, deadline - time.monotonic())
+                "GET",
+                job.response_url,
+                job.key,
+                None,
+                max(1.0, deadline - time.monotonic()),
+                observe,
             )
         except (ProxyError, errors.OpenAIError):
             raise
         except Exception as exc:
             # The job is over, but its answer was lost: make sure fal stops all the same.
             logger.warning("fal result fetch failed (%s)", type(exc).__name__)
-            self.cancel(job)
+            self.cancel(job, observe)
             raise answer_for(exc) from None
         if 200 <= status < 300 and isinstance(answer, dict):
             return answer
@@ -383,10 +411,12 @@ class QueueRunner:
             raise errors.fal_rejected_input(fal_message(answer, "the input was rejected"))
         raise errors.generation_failed(fal_message(answer, f"fal answered {status}"))
 
-    def cancel(self, job: _Job) -> None:
+    def cancel(self, job: _Job, observe: Observe | None = None) -> None:
         """Ask fal to stop the job; best effort, since the answer changes nothing here."""
         try:
-            status, _, _ = self._call("PUT", job.cancel_url, job.key, None, CANCEL_TIMEOUT)
+            status, _, _ = self._call(
+                "PUT", job.cancel_url, job.key, None, CANCEL_TIMEOUT, observe
+            )
             logger.info("cancelled fal job %s (%d)", job.request_id, status)
         except Exception as exc:
             logger.warning("could not cancel fal job %s (%s)", job.request_id, type(exc).__name__)

@@ -15,7 +15,6 @@ docs/USAGE.md for the model and the set-up with Redis and gunicorn.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -56,13 +55,15 @@ def _pricing_key(
         if fal_key is not None:
             value = (fal_key() or "").strip()
             return (value if value.startswith("Key ") else f"Key {value}") if value else None
-        from ..credentials import fal_authorization
+        from ..credentials import fal_authorization, server_setting
 
         with app.app_context():
             found = fal_authorization()
+            pool = [k.strip() for k in server_setting("AI_KEYS").split(",") if k.strip()]
         if found:
             return found
-        pool = [k.strip() for k in os.environ.get("AI_KEYS", "").split(",") if k.strip()]
+        for blueprint in app.blueprints.values():
+            pool.extend(getattr(blueprint, "fal_proxy_keys", ()))
         return f"Key {pool[0]}" if pool else None
 
     return key

@@ -78,3 +78,30 @@ def test_concurrent_generations_stop_at_the_budget(
     assert "daily budget of $0.10" in refused[0].message
     usage = app.test_client().get("/api/usage").get_json()
     assert usage["budgets"][0]["spent_usd"] == pytest.approx(0.10)
+
+
+def test_a_facade_generation_is_settled_from_fals_billable_units(
+    fal: FakeFal, serve_app: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The estimate is one megapixel; fal bills 3 units: the spend must follow fal.
+    fal.calls.clear()
+    fal.billable_units[ENDPOINT] = 3
+    try:
+        app = flask.Flask("facade-settle")
+        app.register_blueprint(
+            create_openai_blueprint(
+                models={"flux-dev": ENDPOINT},
+                access_keys=[ACCESS_KEY],
+                fal_keys=[KEY],
+                session=fal.session(),
+            )
+        )
+        track_usage(app, identify=lambda request: "sdk-user", budgets=[Budget(5, per="day")])
+        client = serve_app(app, kind=Served).client()
+        client.images.generate(model="flux-dev", prompt="a fox", size="1024x1024")
+        usage = app.test_client().get("/api/usage").get_json()
+    finally:
+        del fal.billable_units[ENDPOINT]
+    assert usage["budgets"][0]["spent_usd"] == pytest.approx(3 * 0.025)
+    # The prices came through the facade's own session (no session= given).
+    assert fal.pricing_calls
