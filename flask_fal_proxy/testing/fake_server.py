@@ -119,7 +119,9 @@ class FakeServer:
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        body = request.get_data()
+        # Not cached on the request: the server keeps a connection's last environ, and
+        # with it the request, until the next one arrives on that connection.
+        body = request.get_data(cache=False)
         if not self.max_calls or not self.records(request):
             return self.dispatch(request, body)(environ, start_response)
         with self._lock:
