@@ -8,6 +8,10 @@ provider whose key is not set is answered by the package's fake on
     FAL_KEY             image panel, /api/fal/proxy
     ANTHROPIC_API_KEY   text panel,  /api/anthropic/v1/messages
     ELEVENLABS_API_KEY  speech panel, /api/elevenlabs/v1/text-to-speech/<voice>/stream
+
+What each panel asks for: FAL_MODEL (the one endpoint the fal route allows),
+TEXT_MODEL (the Claude model the page requests) and VOICE_ID (the one voice
+the speech route allows).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.providers import create_provider_blueprint
 
 MODEL = "fal-ai/flux/schnell"
-TEXT_MODEL = "claude-sonnet-4-5"
+# Claude models retire on a schedule (claude-sonnet-4-5 on 2026-11-30); TEXT_MODEL overrides.
+TEXT_MODEL = "claude-sonnet-5-5"
 # "George", one of ElevenLabs' premade voices.
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
 
