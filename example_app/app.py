@@ -11,6 +11,10 @@ provider whose key is not set is answered by the package's fake on
 
 Every call is metered (``/metrics``) and held to a budget per visitor and in
 total; ``/api/usage`` tells the page what the visitor has left.
+
+What each panel asks for: FAL_MODEL (the one endpoint the fal route allows),
+TEXT_MODEL (the Claude model the page requests) and VOICE_ID (the one voice
+the speech route allows).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.providers import create_provider_blueprint
 
 MODEL = "fal-ai/flux/schnell"
-TEXT_MODEL = "claude-sonnet-4-5"
+# Claude models retire on a schedule (claude-sonnet-4-5 on 2026-11-30); TEXT_MODEL overrides.
+TEXT_MODEL = "claude-sonnet-5-5"
 # "George", one of ElevenLabs' premade voices.
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
 

@@ -87,6 +87,14 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # fork (and, under gevent, after the monkey-patching), since a connection
 # pool cannot be shared between processes.
 
+# gunicorn 25.1+ opens a control socket for gunicornc at one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl), so a second
+# app started by the same user takes it over from the first, and gunicornc
+# then commands the wrong one. Off, as in fal-openai-proxy; to use gunicornc,
+# give each app its own path instead: control_socket = "/run/myapp/gunicorn.ctl".
+# Older gunicorns ignore the setting.
+control_socket_disable = True
+
 # Prometheus metrics (flask_fal_proxy.usage, docs/METRICS.md). Each worker is
 # its own process, so a scrape that reaches one of them would see only its
 # share: in multiprocess mode every worker writes its values to one directory

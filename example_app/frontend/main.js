@@ -5,6 +5,95 @@ import Anthropic from "@anthropic-ai/sdk";
 
 fal.config({ proxyUrl: "/api/fal/proxy" });
 
+// -- usage: the visitor's budget and the app's spend per endpoint ------------
+// Served by track_usage(app, usage_route="/api/usage"); an app without it
+// answers 404, and the panel stays hidden and is never asked again.
+const usagePanel = document.getElementById("usage-panel");
+const USAGE_REFRESH_MS = 30_000;
+const PERIODS = { hour: "this hour", day: "today", month: "this month" };
+const SVG = "http://www.w3.org/2000/svg";
+let usageServed = true;
+let usageRefreshes = 0;
+
+const dollars = (usd) => `$${Number(usd ?? 0).toFixed(2)}`;
+
+function showBudget(budgets) {
+  const text = document.getElementById("usage-budget");
+  const bar = document.getElementById("usage-bar");
+  const budget = budgets.find((b) => b.scope === "user");
+  if (!budget) {
+    text.textContent = "No spending limit for this visitor.";
+    bar.hidden = true;
+    return;
+  }
+  const share = budget.usd > 0 ? Math.min(1, budget.spent_usd / budget.usd) : 1;
+  text.textContent = `${dollars(budget.spent_usd)} of ${dollars(budget.usd)} ${PERIODS[budget.per] ?? `per ${budget.per}`}`;
+  text.title = budget.resets_at ? `Resets at ${budget.resets_at}` : "";
+  document.getElementById("usage-fill").style.width = `${(share * 100).toFixed(2)}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(share * 100)));
+  bar.classList.toggle("near", share >= 0.8 && share < 1);
+  bar.classList.toggle("over", share >= 1);
+  bar.hidden = false;
+}
+
+function svg(name, attributes, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// A horizontal bar per endpoint, the largest spend the full width.
+function showEndpoints(endpoints) {
+  const chart = document.getElementById("usage-chart");
+  const rows = [...endpoints].sort((a, b) => b.spent_usd - a.spent_usd).slice(0, 6);
+  const most = Math.max(...rows.map((r) => r.spent_usd), 0);
+  const [width, row, labelWidth, valueWidth] = [400, 22, 170, 50];
+  const room = width - labelWidth - valueWidth;
+  chart.replaceChildren();
+  chart.setAttribute("viewBox", `0 0 ${width} ${Math.max(rows.length, 1) * row}`);
+  if (!rows.length) {
+    chart.append(svg("text", { x: 0, y: 15 }, "Nothing spent yet today."));
+    return;
+  }
+  rows.forEach((r, i) => {
+    const name = String(r.endpoint);
+    const group = svg("g", { transform: `translate(0 ${i * row})`, "data-endpoint": name });
+    group.append(svg("title", {}, `${name}: ${dollars(r.spent_usd)}`));
+    const label = name.length > 26 ? `…${name.slice(-25)}` : name;
+    group.append(svg("text", { x: 0, y: 15 }, label));
+    const length = most > 0 ? (r.spent_usd / most) * room : 0;
+    group.append(svg("rect", { x: labelWidth, y: 4, height: row - 8, width: length.toFixed(2) }));
+    group.append(svg("text", { x: labelWidth + length + 4, y: 15 }, dollars(r.spent_usd)));
+    chart.append(group);
+  });
+}
+
+async function refreshUsage() {
+  if (!usageServed) return;
+  let response;
+  try {
+    response = await fetch("/api/usage", { headers: { Accept: "application/json" } });
+  } catch {
+    return; // offline for a moment: keep what is shown
+  }
+  if (response.status === 404) {
+    usageServed = false;
+    usagePanel.hidden = true;
+    clearInterval(usageTimer);
+    return;
+  }
+  const usage = response.ok ? await response.json().catch(() => null) : null;
+  if (!usage) return;
+  showBudget(usage.budgets ?? []);
+  showEndpoints(usage.endpoints_today ?? []);
+  usagePanel.hidden = false;
+  usagePanel.dataset.refreshes = String(++usageRefreshes);
+}
+
+const usageTimer = setInterval(refreshUsage, USAGE_REFRESH_MS);
+refreshUsage();
+
 // -- image: fal's queue, with its position and logs as they come ------------
 const form = document.getElementById("generate");
 const statusEl = document.getElementById("status");
@@ -54,6 +143,7 @@ form.addEventListener("submit", async (event) => {
     document.body.dataset.state = "failed";
   } finally {
     button.disabled = false;
+    refreshUsage();
   }
 });
 
@@ -109,6 +199,7 @@ document.getElementById("text-form").addEventListener("submit", async (event) =>
     textPanel.dataset.state = "failed";
   } finally {
     button.disabled = false;
+    refreshUsage();
   }
 });
 
@@ -168,5 +259,6 @@ document.getElementById("speech-form").addEventListener("submit", async (event) 
     speechPanel.dataset.state = "failed";
   } finally {
     button.disabled = false;
+    refreshUsage();
   }
 });

@@ -12,7 +12,13 @@ already imports them, so the command re-executes itself under
 Without fal keys the server refuses to start: a production server must
 never fall back to fake images. ``--offline`` is the explicit way to try it
 without a key: it serves every model of the package's fake fal, whose
-images are data URIs.
+images are data URIs, under the same workers. Each worker runs its own fake,
+started after the fork: a fake in the master would be copied into every
+gevent worker along with its greenlets, and a facade call runs its whole job
+within one request, so a fake per worker loses nothing.
+
+A setting that cannot work (no gunicorn, ``PORT=abc``) is one line on stderr
+and exit status 2, never a traceback: the reader is someone trying it out.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ __all__ = ["main"]
 logger = logging.getLogger("flask_fal_proxy.openai_compat")
 
 _PATCHED_MARK = "FAL_OPENAI_PROXY_GEVENT"
+_INSTALL = "pip install 'flask-fal-proxy[openai]'"
+
+
+class _Unusable(Exception):
+    """A setting or an install the server cannot start with; its message says what to do."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,36 +86,61 @@ def _reexec_under_gevent(argv: Sequence[str]) -> None:
 
 
 def _load_dotenv() -> None:
-    try:
-        from dotenv import find_dotenv, load_dotenv
-    except ImportError:
-        if os.path.exists(".env"):
-            print(
-                "fal-openai-proxy: .env found but python-dotenv is not installed "
-                "(pip install 'flask-fal-proxy[openai]'); reading the environment only",
-                file=sys.stderr,
-            )
+    """Read ``./.env`` only: a file in a parent directory may belong to another project."""
+    if not os.path.isfile(".env"):
         return
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        print(
+            f"fal-openai-proxy: .env found but python-dotenv is not installed ({_INSTALL}); "
+            "reading the environment only",
+            file=sys.stderr,
+        )
+        return
+    load_dotenv(".env", override=False)
+
+
+def _require_gunicorn() -> None:
+    try:
+        import gunicorn.app.base  # noqa: F401
+    except ImportError as exc:
+        raise _Unusable(f"gunicorn is not installed; install the server with: {_INSTALL}") from exc
+
+
+def _env_int(name: str, default: int, lowest: int, highest: int = 1 << 20) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lowest - 1
+    if not lowest <= value <= highest:
+        raise _Unusable(
+            f"{name}={raw!r} is not a whole number from {lowest} to {highest}; "
+            f"set it to one or unset it (default {default})"
+        )
+    return value
 
 
 def _settings(worker_class: str, host: str, port: int) -> dict[str, Any]:
     return {
         "bind": f"{host}:{port}",
         "worker_class": worker_class,
-        "workers": int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count())),
-        "threads": int(os.environ.get("GUNICORN_THREADS", "16")),
+        "workers": _env_int("WEB_CONCURRENCY", multiprocessing.cpu_count(), 1, 1024),
+        "threads": _env_int("GUNICORN_THREADS", 16, 1, 10_000),
         "worker_connections": 1000,
         "timeout": 60,
         "graceful_timeout": 30,
-        "keepalive": int(os.environ.get("GUNICORN_KEEPALIVE", "5")),
+        "keepalive": _env_int("GUNICORN_KEEPALIVE", 5, 0, 3600),
         "accesslog": os.environ.get("GUNICORN_ACCESSLOG") or None,
         # One service, no gunicornc: and no socket shared by every instance of the user.
         "control_socket_disable": True,
     }
 
 
-def _serve(factory: Callable[[], Any], settings: dict[str, Any]) -> None:
+def _serve(factory: Callable[..., Any], settings: dict[str, Any]) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Service(BaseApplication):  # type: ignore[misc]
@@ -120,21 +156,29 @@ def _serve(factory: Callable[[], Any], settings: dict[str, Any]) -> None:
     Service().run()
 
 
-def _app_factory(offline_port: int | None, cors: str | None) -> Callable[[], Any]:
-    def create() -> Any:
+def _app_factory(offline: bool, cors: str | None) -> Callable[..., Any]:
+    def create(serve_fake: bool = True) -> Any:
         import flask
 
         from .blueprint import create_openai_blueprint
 
         app = flask.Flask("fal_openai_proxy")
         overrides: dict[str, Any] = {"cors_origins": cors or None}
-        if offline_port is not None:
-            from ..testing import OPENAI_MODELS, loopback_session
+        if offline:
+            from ..testing import OPENAI_MODELS, FakeFal, loopback_session
 
+            port = 0
+            if serve_fake:
+                # Nothing reads its history, so it keeps none: an edit's images are gone
+                # once answered.
+                fake = FakeFal(
+                    key=OFFLINE_FAL_KEY, inline_images=True, stream_delay=0.0, max_calls=0
+                )
+                port = fake.start().port
             overrides.update(
                 models=os.environ.get("SUPPORTED_MODELS") or OPENAI_MODELS,
                 fal_keys=[OFFLINE_FAL_KEY],
-                session=loopback_session(offline_port),
+                session=loopback_session(port),
                 allow_unauthenticated=True,
             )
         app.register_blueprint(create_openai_blueprint(**overrides))
@@ -150,46 +194,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server; returns the exit status (2 for settings that cannot work)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(args_list)
+    try:
+        return _run(args, args_list)
+    except _Unusable as exc:
+        print(f"fal-openai-proxy: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, args_list: list[str]) -> int:
     _load_dotenv()
+    host = args.host or os.environ.get("HOST") or "127.0.0.1"
+    port = args.port if args.port is not None else _env_int("PORT", 8000, 0, 65535)
+    # Every number checked before gunicorn is imported: it reads WEB_CONCURRENCY itself.
+    _settings("gevent", host, port)
+    _require_gunicorn()
     debug = _truthy(os.environ.get("DEBUG_MODE"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    host = args.host or os.environ.get("HOST") or "127.0.0.1"
-    port = args.port if args.port is not None else int(os.environ.get("PORT") or 8000)
     cors = os.environ.get("CORS_ORIGINS")
 
-    offline_port = None
     if args.offline:
-        from ..testing import FakeFal
-
-        # Runs in this (master) process; the workers reach it over loopback.
-        fake = FakeFal(key=OFFLINE_FAL_KEY, inline_images=True, stream_delay=0.0).start()
         if not debug:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fake's access log
-        offline_port = fake.port
-        worker_class = "gthread"
-        logger.warning("offline: serving the fake fal's models with fake images")
     else:
         from .blueprint import fal_keys_from_env
 
         if not fal_keys_from_env():
-            print(
-                "fal-openai-proxy: no fal keys. Set AI_KEYS (comma-separated) or FAL_KEY in "
-                "the environment or .env; or run with --offline to try it with fake images.",
-                file=sys.stderr,
+            raise _Unusable(
+                "no fal keys. Set AI_KEYS (comma-separated) or FAL_KEY in the environment "
+                "or .env; or run with --offline to try it with fake images."
             )
-            return 2
-        _reexec_under_gevent(args_list)
-        worker_class = "gevent" if _gevent_usable() else "gthread"
+    _reexec_under_gevent(args_list)
+    worker_class = "gevent" if _gevent_usable() else "gthread"
+    if worker_class == "gthread":
+        print(
+            "fal-openai-proxy: gevent is not installed, so each worker holds only "
+            f"{_env_int('GUNICORN_THREADS', 16, 1, 10_000)} calls at once (gthread); "
+            f"for the recommended workers: {_INSTALL}",
+            file=sys.stderr,
+        )
 
-    factory = _app_factory(offline_port, cors)
+    factory = _app_factory(args.offline, cors)
     try:
-        factory()  # every setting checked here, before any worker starts
+        factory(False)  # every setting checked here, before any worker starts
     except ValueError as exc:
-        print(f"fal-openai-proxy: {exc}", file=sys.stderr)
-        return 2
+        raise _Unusable(str(exc)) from exc
+    if args.offline:
+        logger.warning("offline: serving the fake fal's models with fake images")
     logger.info("serving with %s workers on %s:%d", worker_class, host, port)
     _serve(factory, _settings(worker_class, host, port))
     return 0

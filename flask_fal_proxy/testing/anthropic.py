@@ -25,7 +25,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from .fake_server import FakeServer, json_response
+from .fake_server import DEFAULT_MAX_CALLS, FakeServer, json_response, keep_last
 
 __all__ = ["FakeAnthropic"]
 
@@ -56,6 +56,8 @@ class FakeAnthropic(FakeServer):
     """Anthropic on loopback; ``calls`` holds what it received, ``key`` what it expects."""
 
     thread_name = "fake-anthropic"
+    # The newest events kept in ``event_log``.
+    event_log_limit = 10_000
 
     def __init__(
         self,
@@ -64,8 +66,9 @@ class FakeAnthropic(FakeServer):
         host: str = "127.0.0.1",
         port: int = 0,
         stream_delay: float = 0.02,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
-        super().__init__(key, host=host, port=port)
+        super().__init__(key, host=host, port=port, max_calls=max_calls)
         self.stream_delay = stream_delay
         self.organization_id = str(uuid.uuid4())
         # (event name, time.monotonic()) as each event is handed to the
@@ -191,5 +194,7 @@ class FakeAnthropic(FakeServer):
             if index:
                 time.sleep(self.stream_delay)
             chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-            self.event_log.append((name, time.monotonic()))
+            with self._lock:
+                self.event_log.append((name, time.monotonic()))
+                keep_last(self.event_log, self.event_log_limit)
             yield chunk

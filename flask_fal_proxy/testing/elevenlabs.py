@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from werkzeug.wrappers import Request, Response
 
-from .fake_server import FakeServer, json_response
+from .fake_server import DEFAULT_MAX_CALLS, FakeServer, json_response, keep_last
 
 __all__ = ["FakeElevenLabs", "audio_for"]
 
@@ -47,7 +47,7 @@ def _detail(status: int, kind: str, message: str) -> Response:
 
 
 class FakeElevenLabs(FakeServer):
-    """ElevenLabs on loopback; ``sent`` holds every audio body it answered, in order."""
+    """ElevenLabs on loopback; ``sent`` holds the audio of the last ``max_calls`` answers."""
 
     thread_name = "fake-elevenlabs"
 
@@ -59,8 +59,9 @@ class FakeElevenLabs(FakeServer):
         port: int = 0,
         stream_delay: float = 0.01,
         chunk_size: int = 4096,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
-        super().__init__(key, host=host, port=port)
+        super().__init__(key, host=host, port=port, max_calls=max_calls)
         self.stream_delay = stream_delay
         self.chunk_size = chunk_size
         self.sent: list[bytes] = []
@@ -91,6 +92,7 @@ class FakeElevenLabs(FakeServer):
             return _detail(404, "not_found", "Not found")
         with self._lock:
             self.sent.append(audio)
+            keep_last(self.sent, self.max_calls)
         return Response(
             self._chunks(audio),
             mimetype="audio/wav",

@@ -27,9 +27,39 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from . import fal_openapi
-from .fake_server import FakeServer, RecordedCall
+from .fake_server import DEFAULT_MAX_CALLS, FakeServer, RecordedCall, keep_last, keep_newest
 
 __all__ = ["FakeFal", "RecordedCall"]
+
+# A job keeps only the fields its answer is made from, never the images sent with it.
+_ANSWER_FIELDS = (
+    "prompt",
+    "num_images",
+    "image_size",
+    "width",
+    "height",
+    "sync_mode",
+    "enhance_prompt",
+    # What the fake bills by (x-fal-billable-units), as fal does.
+    "duration",
+)
+_MAX_KEPT_TEXT = 10_000
+
+
+def _job_input(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for name in _ANSWER_FIELDS:
+        value = payload.get(name)
+        if isinstance(value, str):
+            value = value[:_MAX_KEPT_TEXT]
+        elif isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k in ("width", "height")}
+        elif name not in payload or not isinstance(value, (bool, int, float, type(None))):
+            continue
+        kept[name] = value
+    return kept
 
 
 @dataclass
@@ -97,7 +127,10 @@ class FakeFal(FakeServer):
     those endpoints as fal does: ``num_images`` PNGs on ``v3.fal.media``
     (served here too), or data URIs under ``sync_mode``; ``inline_images=True``
     answers every image as a data URI, for offline servers whose clients
-    cannot reach fal.media. Further accepted
+    cannot reach fal.media. ``calls`` and ``uploads`` keep the last
+    ``max_calls`` of each; the last ``max_jobs`` queue jobs and served images
+    are kept, each job with only the few input fields its answer needs
+    (``prompt`` cut at 10,000 characters). Further accepted
     ``keys`` may be given; ``rate_limited_keys`` answer 429, any other key
     401, and a job answers only the key that submitted it. A prompt with
     ``[reject]`` is refused with a 422, ``[fail]`` makes a failed job and
@@ -118,7 +151,12 @@ class FakeFal(FakeServer):
         media_urls: bool = False,
         inline_images: bool = False,
         document_delay: float = 0.0,
+        max_calls: int = DEFAULT_MAX_CALLS,
+        max_jobs: int = 1000,
     ) -> None:
+        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+            raise ValueError("max_jobs must be a whole number, 1 or more")
+        self.max_jobs = max_jobs
         self.keys = {key, *keys}
         self.rate_limited_keys = set(rate_limited_keys)
         self.media_urls = media_urls
@@ -132,7 +170,7 @@ class FakeFal(FakeServer):
         self.billable_units: dict[str, float] = {}
         # The calls to the pricing API, which ``calls`` leaves out: they are the proxy's own.
         self.pricing_calls: list[RecordedCall] = []
-        super().__init__(key, host=host, port=port)
+        super().__init__(key, host=host, port=port, max_calls=max_calls)
 
     def records(self, request: Request) -> bool:
         # Price look-ups are kept apart, in ``pricing_calls`` (see Billing below).
@@ -182,7 +220,9 @@ class FakeFal(FakeServer):
         if request.method != "PUT":
             return _json({"detail": "Method not allowed"}, 405)
         with self._lock:
-            self.uploads[request.path] = body
+            if self.max_calls:
+                self.uploads[request.path] = body
+                keep_newest(self.uploads, self.max_calls)
         return Response(b"", 200, headers=cors)
 
     def _error_for(self, endpoint: str, payload: Any = None) -> Response | None:
@@ -281,6 +321,7 @@ class FakeFal(FakeServer):
                 path = f"/files/fake/{uuid.uuid4().hex}.png"
                 with self._lock:
                     self.media[path] = png
+                    keep_newest(self.media, self.max_jobs)
                 url = f"https://v3.fal.media{path}"
             images.append(
                 {"url": url, "width": width, "height": height, "content_type": "image/png"}
@@ -337,8 +378,13 @@ class FakeFal(FakeServer):
         behaviour = "hang" if "[hang]" in prompt else "fail" if "[fail]" in prompt else ""
         with self._lock:
             self._jobs[request_id] = _Job(
-                endpoint=path, app_id=app_id, input=payload, key=key, behaviour=behaviour
+                endpoint=path,
+                app_id=app_id,
+                input=_job_input(payload),
+                key=key,
+                behaviour=behaviour,
             )
+            keep_newest(self._jobs, self.max_jobs)
         base = f"https://queue.fal.run/{app_id}/requests/{request_id}"
         return _json(
             {
@@ -439,6 +485,7 @@ class FakeFal(FakeServer):
         )
         with self._lock:
             self.pricing_calls.append(call)
+            keep_last(self.pricing_calls, self.max_calls)
         time.sleep(self.pricing_delay)
         wanted = request.args.getlist("endpoint_id")
         prices = [

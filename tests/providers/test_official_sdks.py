@@ -8,7 +8,9 @@ audio. The key each SDK is given (or not) never reaches the fake.
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import anthropic
 import pytest
@@ -17,6 +19,7 @@ from elevenlabs.client import ElevenLabs
 from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY
 
 MODEL = "claude-test-1"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "PROVIDERS.md"
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "The weather in a city.",
@@ -174,3 +177,31 @@ def test_an_unknown_voice_is_the_sdks_not_found(eleven):
     with pytest.raises(ApiError) as missing:
         b"".join(eleven.text_to_speech.convert("missing-voice", text="x"))
     assert missing.value.status_code == 404
+
+
+def _documented_python_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    (block,) = [b for b in blocks if "anthropic.Anthropic(" in b]
+    return block
+
+
+def test_the_documented_python_example_runs_as_written(served, fakes, capsys):
+    """docs/PROVIDERS.md's snippet, run as printed with only its PROXY line pointed here."""
+    anthropic_fake, eleven_fake = fakes
+    written = 'PROXY = "http://127.0.0.1:8000"'
+    example = _documented_python_example()
+    assert written in example
+    namespace: dict = {}
+    code = example.replace(written, f'PROXY = "{served.url}"', 1)
+    exec(compile(code, str(DOCS), "exec"), namespace)
+    namespace["claude"].close()
+
+    assert capsys.readouterr().out == "You said: Name three kites.\nYou said: And three more."
+    assert [c.path for c in anthropic_fake.calls] == ["/v1/messages", "/v1/messages"]
+    for call in anthropic_fake.calls:
+        assert call.headers["X-Api-Key"] == ANTHROPIC_KEY
+        assert "placeholder" not in repr(call.headers)
+    assert namespace["audio"] == eleven_fake.sent[-1] and namespace["audio"][:4] == b"RIFF"
+    (speech,) = eleven_fake.calls
+    assert speech.path == "/v1/text-to-speech/JBFqnCBsd6RMkjVDRZzb/stream"
+    assert [v for k, v in speech.headers.items() if k.lower() == "xi-api-key"] == [ELEVENLABS_KEY]
