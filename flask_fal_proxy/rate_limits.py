@@ -255,6 +255,41 @@ def limit_proxy_routes(
         from flask_limiter.util import get_remote_address
     except ImportError as exc:  # pragma: no cover - depends on the extra
         raise ImportError("limit_proxy_routes needs: pip install flask-fal-proxy[limits]") from exc
+    _check_settings(app, limits, on_backend_error, backend_timeout, limiter_options)
+    options = _limiter_options(storage_uri, backend_timeout, limiter_options)
+    strings_by_name = _limit_strings(limits)
+    backend = _Backend(storage_uri, on_backend_error)
+    limiter = _limiter_class()(key_func or get_remote_address, storage_uri=storage_uri, **options)
+    limiter._proxy_backend = backend  # type: ignore[attr-defined]
+    limiter._proxy_limit_headers = headers_enabled  # type: ignore[attr-defined]
+    _limit_app(app, limiter, backend, strings_by_name)
+    return limiter
+
+
+def _limit_app(
+    app: flask.Flask, limiter: Limiter, backend: _Backend, strings_by_name: Mapping[str, list[str]]
+) -> None:
+    """Attach ``limiter`` to ``app``; probes and preflights are never counted.
+
+    Refusals on routes outside the proxy blueprints (which answer in their
+    own shape) are JSON too, through the app-wide handler.
+    """
+    limiter.request_filter(is_health_probe)
+    limiter.init_app(app)
+    _keep_answers(app, limiter, backend)
+    app.register_error_handler(ProxyError, ProxyError.get_response)
+    for name, strings in strings_by_name.items():
+        limiter.limit(";".join(strings), exempt_when=is_preflight)(app.blueprints[name])
+
+
+def _check_settings(
+    app: flask.Flask,
+    limits: Mapping[str, str | Sequence[str]],
+    on_backend_error: str,
+    backend_timeout: float | None,
+    limiter_options: Mapping[str, Any],
+) -> None:
+    """Refuse, at start-up, every setting that would otherwise fail on a call or be ignored."""
     if not limits:
         raise ValueError("limits cannot be empty")
     unknown = sorted(set(limits) - set(app.blueprints))
@@ -274,37 +309,39 @@ def limit_proxy_routes(
             "swallow_errors logs a traceback for every call while the backend is down; "
             "use on_backend_error='allow' to let calls through instead"
         )
-    limiter_options["swallow_errors"] = False
-    # The limiter's headers go on its own 429 only (see the module docstring).
-    limiter_options["headers_enabled"] = False
-    limiter_options["storage_options"] = _storage_options(
-        storage_uri, limiter_options.get("storage_options"), backend_timeout
+
+
+def _limiter_options(
+    storage_uri: str, backend_timeout: float | None, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The user's Flask-Limiter options with the three this module must own.
+
+    Backend errors are answered by ``ProxyLimiter`` rather than swallowed, and
+    the limiter's headers go on its own 429 only (see the module docstring).
+    """
+    options = dict(given)
+    options["swallow_errors"] = False
+    options["headers_enabled"] = False
+    options["storage_options"] = _storage_options(
+        storage_uri, options.get("storage_options"), backend_timeout
     )
+    return options
+
+
+def _limit_strings(limits: Mapping[str, str | Sequence[str]]) -> dict[str, list[str]]:
+    """Each blueprint's limit strings as a list, parsed now.
+
+    A typo in a limit string would otherwise surface as a 500 on the first
+    request.
+    """
+    from limits import parse_many
+
     strings_by_name = {}
     for name, value in limits.items():
         strings = [value] if isinstance(value, str) else list(value)
         if not strings or not all(isinstance(s, str) and s for s in strings):
             raise ValueError(f"limits[{name!r}] must be a limit string or a list of them")
-        # Validated now: a typo in a limit string would otherwise surface as a
-        # 500 on the first request.
-        from limits import parse_many
-
         for limit in strings:
             parse_many(limit)
         strings_by_name[name] = strings
-
-    backend = _Backend(storage_uri, on_backend_error)
-    limiter = _limiter_class()(
-        key_func or get_remote_address, storage_uri=storage_uri, **limiter_options
-    )
-    limiter._proxy_backend = backend  # type: ignore[attr-defined]
-    limiter._proxy_limit_headers = headers_enabled  # type: ignore[attr-defined]
-    limiter.request_filter(is_health_probe)
-    limiter.init_app(app)
-    _keep_answers(app, limiter, backend)
-    # Refusals on routes outside the proxy blueprints (which answer in their
-    # own shape) are still JSON.
-    app.register_error_handler(ProxyError, ProxyError.get_response)
-    for name, strings in strings_by_name.items():
-        limiter.limit(";".join(strings), exempt_when=is_preflight)(app.blueprints[name])
-    return limiter
+    return strings_by_name
