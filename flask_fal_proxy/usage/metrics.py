@@ -153,12 +153,9 @@ def _metrics_for(registry: CollectorRegistry) -> _Metrics:
 
 
 def _register(registry: CollectorRegistry) -> _Metrics:
-    if _multiprocess_dir() and values.ValueClass is values.MutexValue:
-        logger.warning(
-            "PROMETHEUS_MULTIPROC_DIR is set but prometheus_client was imported before it: "
-            "this process's metrics are not written there and no scrape will show them"
-        )
+    _warn_if_not_multiprocess()
     r = registry
+    # Keyword order is registration order, which is the exposition's order.
     return _Metrics(
         calls=Counter(
             "flask_fal_proxy_calls",
@@ -173,30 +170,7 @@ def _register(registry: CollectorRegistry) -> _Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         ),
-        spend=Counter(
-            "flask_fal_proxy_spend_usd",
-            "Settled spend in USD (fal billable units or tokens times price).",
-            ("face", "endpoint"),
-            registry=r,
-        ),
-        reserved=Counter(
-            "flask_fal_proxy_spend_reserved_usd",
-            "Estimated USD of calls that ended before their price was settled (queue submits).",
-            ("face", "endpoint"),
-            registry=r,
-        ),
-        released=Counter(
-            "flask_fal_proxy_spend_released_usd",
-            "Estimated USD taken off the books when a reservation was settled or released.",
-            ("face", "endpoint"),
-            registry=r,
-        ),
-        tokens=Counter(
-            "flask_fal_proxy_tokens",
-            "Tokens billed by the model providers.",
-            ("upstream", "model", "kind"),
-            registry=r,
-        ),
+        **_spend_metrics(r),
         refusals=Counter(
             "flask_fal_proxy_refusals",
             "Calls the proxy refused itself, by error code (budget_exceeded included).",
@@ -213,6 +187,49 @@ def _register(registry: CollectorRegistry) -> _Metrics:
         endpoints=_BoundedValues(MAX_LABEL_VALUES),
         models=_BoundedValues(MAX_LABEL_VALUES),
     )
+
+
+def _warn_if_not_multiprocess() -> None:
+    """Say once that the worker's values are lost, since a scrape cannot show it.
+
+    ``prometheus_client`` picks its value class at import, so setting the
+    directory after that import silently leaves each worker counting alone.
+    """
+    if _multiprocess_dir() and values.ValueClass is values.MutexValue:
+        logger.warning(
+            "PROMETHEUS_MULTIPROC_DIR is set but prometheus_client was imported before it: "
+            "this process's metrics are not written there and no scrape will show them"
+        )
+
+
+def _spend_metrics(r: CollectorRegistry) -> dict[str, Counter]:
+    """Money and tokens: settled, reserved and released USD (see the module docstring)."""
+    return {
+        "spend": Counter(
+            "flask_fal_proxy_spend_usd",
+            "Settled spend in USD (fal billable units or tokens times price).",
+            ("face", "endpoint"),
+            registry=r,
+        ),
+        "reserved": Counter(
+            "flask_fal_proxy_spend_reserved_usd",
+            "Estimated USD of calls that ended before their price was settled (queue submits).",
+            ("face", "endpoint"),
+            registry=r,
+        ),
+        "released": Counter(
+            "flask_fal_proxy_spend_released_usd",
+            "Estimated USD taken off the books when a reservation was settled or released.",
+            ("face", "endpoint"),
+            registry=r,
+        ),
+        "tokens": Counter(
+            "flask_fal_proxy_tokens",
+            "Tokens billed by the model providers.",
+            ("upstream", "model", "kind"),
+            registry=r,
+        ),
+    }
 
 
 def _multiprocess_dir() -> str | None:
