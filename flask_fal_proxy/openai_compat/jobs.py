@@ -116,6 +116,12 @@ def _canonical(url: str) -> bool:
     return True
 
 
+def _retry_after(headers: Mapping[str, str], previous: str) -> str:
+    """fal's ``Retry-After`` when it is a plain number of seconds, else the one seen before."""
+    value = (headers.get("Retry-After") or "").strip()
+    return value if _RETRY_AFTER.fullmatch(value) else previous
+
+
 def fal_message(body: Any, fallback: str = "no details") -> str:
     """fal's error body as one readable line: ``"prompt: field required"``."""
     detail = (
@@ -242,58 +248,77 @@ class QueueRunner:
         deadline: float,
         progress: Progress,
     ) -> _Job:
+        """The job fal accepted, trying each key in turn while fal refuses the key itself.
+
+        A key that fal rejects (401, 403) is benched and a rate-limited one
+        (429) skipped; any other answer ends the loop, since another key
+        would meet the same answer.
+        """
         rate_limited, retry_after = False, DEFAULT_RETRY_AFTER
         keys = progress.keys or self.keys
         for key in keys.for_job():
             if progress.abandon.is_set():
                 raise _Abandoned()
-            try:
-                status, headers, answer = self._call(
-                    "POST",
-                    QUEUE + endpoint,
-                    key,
-                    body,
-                    deadline - time.monotonic(),
-                    progress.observe,
-                )
-            except ProxyError:
-                raise  # refused before sending
-            except errors.OpenAIError as exc:
-                raise self._ambiguous(progress, exc) from None
-            except Exception as exc:
-                if never_sent(exc):
-                    # Nothing reached fal: safe for the client to retry.
-                    logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
-                    raise errors.fal_unreachable() from None
-                logger.warning("fal's answer to a submit failed (%s)", type(exc).__name__)
-                raise self._ambiguous(progress, answer_for(exc)) from None
+            status, headers, answer = self._send_submit(endpoint, key, body, deadline, progress)
             if status in (401, 403):
                 keys.bench(key, status)
                 continue
             if status == 429:
                 rate_limited = True
-                value = (headers.get("Retry-After") or "").strip()
-                retry_after = value if _RETRY_AFTER.fullmatch(value) else retry_after
+                retry_after = _retry_after(headers, retry_after)
                 logger.info("fal rate-limited key %s; trying the next one", fingerprint(key))
                 continue
-            if status == 422:
-                raise errors.fal_rejected_input(fal_message(answer, "the input was rejected"))
-            if 400 <= status < 500:
-                raise errors.invalid_request(f"fal refused the request: {fal_message(answer)}")
-            if not 200 <= status < 300:
-                raise self._ambiguous(progress, errors.fal_error(status, fal_message(answer)))
-            job = self._job(app, key, answer)
-            if job is None:
-                error = errors.fal_error(status, "the submit's answer has no request id")
-                raise self._ambiguous(progress, error)
-            progress.submitted = True
-            logger.info(
-                "submitted %s as %s with key %s", endpoint, job.request_id, fingerprint(key)
-            )
-            return job
+            return self._accepted(endpoint, app, key, status, answer, progress)
         if rate_limited:
             raise errors.fal_rate_limited(retry_after)
         raise errors.fal_keys_refused()
+
+    def _send_submit(
+        self,
+        endpoint: str,
+        key: str,
+        body: bytes | json_parts.Parts,
+        deadline: float,
+        progress: Progress,
+    ) -> tuple[int, requests.structures.CaseInsensitiveDict[str], Any]:
+        """fal's answer to one submit; a failure that may have reached fal counts as submitted."""
+        try:
+            return self._call(
+                "POST", QUEUE + endpoint, key, body, deadline - time.monotonic(), progress.observe
+            )
+        except ProxyError:
+            raise  # refused before sending
+        except errors.OpenAIError as exc:
+            raise self._ambiguous(progress, exc) from None
+        except Exception as exc:
+            if never_sent(exc):
+                # Nothing reached fal: safe for the client to retry.
+                logger.warning("fal unreachable at submit (%s)", type(exc).__name__)
+                raise errors.fal_unreachable() from None
+            logger.warning("fal's answer to a submit failed (%s)", type(exc).__name__)
+            raise self._ambiguous(progress, answer_for(exc)) from None
+
+    def _accepted(
+        self, endpoint: str, app: str, key: str, status: int, answer: Any, progress: Progress
+    ) -> _Job:
+        """The job a submit's answer names, or the refusal that answer means.
+
+        A 4xx is fal refusing the input, so nothing was queued; a 5xx or an
+        answer without a request id may hide a queued job, so it is paid for.
+        """
+        if status == 422:
+            raise errors.fal_rejected_input(fal_message(answer, "the input was rejected"))
+        if 400 <= status < 500:
+            raise errors.invalid_request(f"fal refused the request: {fal_message(answer)}")
+        if not 200 <= status < 300:
+            raise self._ambiguous(progress, errors.fal_error(status, fal_message(answer)))
+        job = self._job(app, key, answer)
+        if job is None:
+            error = errors.fal_error(status, "the submit's answer has no request id")
+            raise self._ambiguous(progress, error)
+        progress.submitted = True
+        logger.info("submitted %s as %s with key %s", endpoint, job.request_id, fingerprint(key))
+        return job
 
     def _ambiguous(self, progress: Progress, error: errors.OpenAIError) -> errors.OpenAIError:
         # fal may have queued the job before failing to say so: treat it as paid for.
