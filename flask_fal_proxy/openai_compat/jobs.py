@@ -122,6 +122,19 @@ def _retry_after(headers: Mapping[str, str], previous: str) -> str:
     return value if _RETRY_AFTER.fullmatch(value) else previous
 
 
+def _poll_failed(exc: Exception, failures: int) -> None:
+    """Raise once polls have failed too often in a row; before that, poll again.
+
+    A cut, stalled or reset poll says nothing about the job itself, which
+    may well be fine.
+    """
+    logger.warning("fal status poll failed (%s)", type(exc).__name__)
+    if failures >= _TRANSIENT_POLL_FAILURES:
+        if isinstance(exc, errors.OpenAIError):
+            raise exc
+        raise answer_for(exc) from None
+
+
 def fal_message(body: Any, fallback: str = "no details") -> str:
     """fal's error body as one readable line: ``"prompt: field required"``."""
     detail = (
@@ -363,15 +376,7 @@ class QueueRunner:
         """
         delay, failures = self.first_poll, 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise errors.generation_timeout(self.generation_timeout)
-            progress.check_client()
-            if progress.abandon.wait(min(delay, remaining)):
-                raise progress.cause or _Abandoned()
-            progress.check_client()
-            if progress.abandon.is_set():
-                raise progress.cause or _Abandoned()
+            self._wait_to_poll(delay, deadline, progress)
             delay = min(delay * 2, self.max_poll)
             if time.monotonic() >= deadline:
                 continue
@@ -387,13 +392,8 @@ class QueueRunner:
             except ProxyError:
                 raise
             except Exception as exc:
-                # Cut, stalled, reset: the job itself may be fine, so poll again.
                 failures += 1
-                logger.warning("fal status poll failed (%s)", type(exc).__name__)
-                if failures >= _TRANSIENT_POLL_FAILURES:
-                    if isinstance(exc, errors.OpenAIError):
-                        raise
-                    raise answer_for(exc) from None
+                _poll_failed(exc, failures)
                 continue
             if status >= 500 or status == 429:
                 failures += 1
@@ -410,6 +410,22 @@ class QueueRunner:
                 return errors.generation_failed(
                     fal_message({"detail": answer.get("error")}, state.lower())
                 )
+
+    def _wait_to_poll(self, delay: float, deadline: float, progress: Progress) -> None:
+        """Sleep before the next poll, unless the deadline, a sibling or the client ends the job.
+
+        The client is asked before and after the sleep, so the jobs of a
+        client that left during it are cancelled without one more poll.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise errors.generation_timeout(self.generation_timeout)
+        progress.check_client()
+        if progress.abandon.wait(min(delay, remaining)):
+            raise progress.cause or _Abandoned()
+        progress.check_client()
+        if progress.abandon.is_set():
+            raise progress.cause or _Abandoned()
 
     def _result(
         self, job: _Job, deadline: float, observe: Observe | None = None
