@@ -85,31 +85,10 @@ def plan_jobs(fields: Mapping[str, Any], inputs: ModelInputs, *, from_form: bool
         raise errors.invalid_request(
             "response_format must be 'url' or 'b64_json'.", "response_format"
         )
-    fal_input: dict[str, Any] = {}
-    for key, value in fields.items():
-        if key in TRANSLATED or key in OPENAI_ONLY:
-            continue
-        if key in RESERVED:
-            raise errors.invalid_request(f"Set {key} through '{RESERVED[key]}'.", key)
-        if key not in inputs.properties:
-            raise errors.invalid_request(f"This model has no input named '{key[:100]}'.", key)
-        fal_input[key] = value
+    fal_input = _passed_through(fields, inputs)
     fal_input["prompt"] = prompt
     fal_input.update(size_input(parse_size(fields.get("size")), inputs))
-
-    output_format = fields.get("output_format")
-    if output_format is not None:
-        if output_format not in OUTPUT_FORMATS:
-            raise errors.invalid_request(
-                "output_format must be 'png', 'jpeg' or 'webp'.", "output_format"
-            )
-        if inputs.output_formats is not None:
-            if output_format not in inputs.output_formats:
-                allowed = ", ".join(inputs.output_formats)
-                raise errors.invalid_request(
-                    f"This model's output_format is one of: {allowed}.", "output_format"
-                )
-            fal_input["output_format"] = output_format
+    fal_input.update(_output_format(fields.get("output_format"), inputs))
 
     b64 = response_format == "b64_json"
     inline = b64 and inputs.sync_mode
@@ -123,3 +102,43 @@ def plan_jobs(fields: Mapping[str, Any], inputs: ModelInputs, *, from_form: bool
         inline=inline,
         per_job_count=inputs.max_images is not None,
     )
+
+
+def _passed_through(fields: Mapping[str, Any], inputs: ModelInputs) -> dict[str, Any]:
+    """The fields that go to fal as they are: those the model's schema names.
+
+    A key fal would never see is a 400 naming it, not a parameter silently
+    lost; the inputs the translation sets itself name the OpenAI key to use.
+    """
+    fal_input: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in TRANSLATED or key in OPENAI_ONLY:
+            continue
+        if key in RESERVED:
+            raise errors.invalid_request(f"Set {key} through '{RESERVED[key]}'.", key)
+        if key not in inputs.properties:
+            raise errors.invalid_request(f"This model has no input named '{key[:100]}'.", key)
+        fal_input[key] = value
+    return fal_input
+
+
+def _output_format(output_format: Any, inputs: ModelInputs) -> dict[str, Any]:
+    """fal's ``output_format`` input, if the client asked for one the model can make.
+
+    A model without an ``output_format`` input gets none: OpenAI's value is
+    checked, so stock clients see the same 400 everywhere, then dropped.
+    """
+    if output_format is None:
+        return {}
+    if output_format not in OUTPUT_FORMATS:
+        raise errors.invalid_request(
+            "output_format must be 'png', 'jpeg' or 'webp'.", "output_format"
+        )
+    if inputs.output_formats is None:
+        return {}
+    if output_format not in inputs.output_formats:
+        allowed = ", ".join(inputs.output_formats)
+        raise errors.invalid_request(
+            f"This model's output_format is one of: {allowed}.", "output_format"
+        )
+    return {"output_format": output_format}
