@@ -104,16 +104,7 @@ def track_usage(
     ``ValueError`` for a setting that could not work.
     """
     budgets = tuple(budgets)
-    for budget in budgets:
-        if not isinstance(budget, Budget):
-            raise ValueError(f"budgets must be Budget objects, got {budget!r}")
-    if identify is not None and not callable(identify):
-        raise ValueError("identify must be callable or None")
-    if not identify and any(b.scope == "user" for b in budgets):
-        logger.warning("track_usage: user budgets without identify= never apply")
-    for name, route in (("metrics_route", metrics_route), ("usage_route", usage_route)):
-        if route is not None and (not isinstance(route, str) or not route.startswith("/")):
-            raise ValueError(f"{name} must be a path starting with '/' or None")
+    _check_settings(identify, budgets, metrics_route, usage_route)
     price_table = Prices.of(prices)
     ledger = open_ledger(storage_uri)
     book = FalPriceBook(
@@ -125,6 +116,39 @@ def track_usage(
         identify=identify, budgets=budgets, prices=price_table, ledger=ledger, price_book=book
     )
     add_observer(app, tracker)
+    _add_metrics(app, metrics_route)
+    if usage_route is not None:
+        app.add_url_rule(usage_route, _USAGE_VIEW, _usage_view(tracker), methods=["GET"])
+    app.extensions["flask_fal_proxy.usage"] = tracker
+    return tracker
+
+
+def _check_settings(
+    identify: object,
+    budgets: tuple[Budget, ...],
+    metrics_route: str | None,
+    usage_route: str | None,
+) -> None:
+    """Refuse at start-up what could not work; warn of budgets that would never apply."""
+    for budget in budgets:
+        if not isinstance(budget, Budget):
+            raise ValueError(f"budgets must be Budget objects, got {budget!r}")
+    if identify is not None and not callable(identify):
+        raise ValueError("identify must be callable or None")
+    if not identify and any(b.scope == "user" for b in budgets):
+        logger.warning("track_usage: user budgets without identify= never apply")
+    for name, route in (("metrics_route", metrics_route), ("usage_route", usage_route)):
+        if route is not None and (not isinstance(route, str) or not route.startswith("/")):
+            raise ValueError(f"{name} must be a path starting with '/' or None")
+
+
+def _add_metrics(app: flask.Flask, metrics_route: str | None) -> None:
+    """Count the app's calls and serve them at ``metrics_route``, if prometheus_client is there.
+
+    The observer goes after the tracker, whose cost notes it reads. Without
+    the client, metering and budgets still work and one log line says the
+    route is not served.
+    """
     metrics_observer, metrics_view = _metrics()
     if metrics_observer is not None:
         add_observer(app, metrics_observer)
@@ -136,10 +160,6 @@ def track_usage(
                 "track_usage: %s not served: metrics need prometheus_client",
                 metrics_route,
             )
-    if usage_route is not None:
-        app.add_url_rule(usage_route, _USAGE_VIEW, _usage_view(tracker), methods=["GET"])
-    app.extensions["flask_fal_proxy.usage"] = tracker
-    return tracker
 
 
 def _usage_view(tracker: UsageTracker) -> Callable[[], flask.Response]:
