@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ProxyError
 from .budgets import Budget, budget_exceeded, from_micros, iso, to_micros
-from .fal_prices import FalPriceBook
+from .fal_prices import FalPriceBook, Price
 from .ledger import MemoryLedger, Pending, RedisLedger
 from .prices import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR, Prices, TokenPrices
 from .record import write_record
@@ -124,6 +124,16 @@ def _queue_result_id(path: str) -> str | None:
     if len(parts) >= 3 and parts[-2] == "requests" and parts[-1]:
         return parts[-1]
     return None
+
+
+def _is_queue_submit(method: str, path: str) -> bool:
+    """A POST to fal's queue that starts a job, rather than one about a job (``requests/<id>``)."""
+    return method == "POST" and "requests" not in path.split("/")
+
+
+def _estimate(price: Price, fal_input: Any) -> int:
+    """Micros that one fal input is expected to cost at ``price``."""
+    return to_micros(estimate_units(price.unit, fal_input) * price.unit_price)
 
 
 def _units(headers: Mapping[str, str]) -> float | None:
@@ -253,25 +263,14 @@ class UsageTracker:
             call.notes[_STATE] = _State("free", (), day, call.endpoint)
 
     def _admit_fal(self, call: Call, now: datetime, day: str) -> None:
+        """Which of fal's calls this is, and the estimate it reserves if it starts paid work.
+
+        A queue result fetch and the queue's status and cancel calls start
+        nothing: the fetch settles what its submit reserved, the rest are free.
+        """
         inputs = call.notes.get("fal_inputs")
         if not call.url and isinstance(inputs, list):
-            # The facade: one queue job per input, reserved together.
-            state = _State("facade", (), day, call.endpoint)
-            call.notes[_STATE] = state
-            price = self.price_book.price(call.endpoint)
-            if price is not None:
-                state.unit_price = price.unit_price
-                state.shares.extend(
-                    to_micros(estimate_units(price.unit, item) * price.unit_price)
-                    for item in inputs
-                )
-            else:
-                state.shares.extend(0 for _ in inputs)
-            total = sum(state.shares)
-            self._reserve(call, state, total, now)
-            state.estimated = True
-            call.notes["cost_usd"] = from_micros(total)
-            call.notes["estimated"] = True
+            self._admit_facade(call, inputs, now, day)
             return
         parts = urlsplit(call.url or "")
         host, path = parts.hostname or "", parts.path.strip("/")
@@ -280,11 +279,7 @@ class UsageTracker:
             state.request_id = _queue_result_id(path)
             call.notes[_STATE] = state
             return
-        queue_submit = (
-            host == "queue.fal.run"
-            and call.method == "POST"
-            and ("requests" not in path.split("/"))
-        )
+        queue_submit = host == "queue.fal.run" and _is_queue_submit(call.method, path)
         if not (queue_submit or host == "fal.run"):
             call.notes[_STATE] = _State("free", (), day, call.endpoint)
             return
@@ -295,14 +290,33 @@ class UsageTracker:
         micros = 0
         if price is not None:
             state.unit_price = price.unit_price
-            units = estimate_units(price.unit, _json_body(call.body))
-            micros = to_micros(units * price.unit_price)
+            micros = _estimate(price, _json_body(call.body))
+        self._reserve_estimate(call, state, micros, now)
+        if queue_submit:
+            state.body = bytearray()
+
+    def _admit_facade(self, call: Call, inputs: list[Any], now: datetime, day: str) -> None:
+        """Reserve the facade's jobs together, one share per input.
+
+        Each job's share is settled or released on its own, as its submit
+        and result answers arrive.
+        """
+        state = _State("facade", (), day, call.endpoint)
+        call.notes[_STATE] = state
+        price = self.price_book.price(call.endpoint)
+        if price is not None:
+            state.unit_price = price.unit_price
+            state.shares.extend(_estimate(price, item) for item in inputs)
+        else:
+            state.shares.extend(0 for _ in inputs)
+        self._reserve_estimate(call, state, sum(state.shares), now)
+
+    def _reserve_estimate(self, call: Call, state: _State, micros: int, now: datetime) -> None:
+        """Reserve fal's estimate; the call's cost is an estimate until fal's units settle it."""
         self._reserve(call, state, micros, now)
         state.estimated = True
         call.notes["cost_usd"] = from_micros(micros)
         call.notes["estimated"] = True
-        if queue_submit:
-            state.body = bytearray()
 
     def response(
         self, call: Call, method: str, url: str, status: int, headers: Mapping[str, str]
@@ -381,7 +395,7 @@ class UsageTracker:
         request_id = headers.get("x-fal-request-id")
         with state.lock:
             state.answered = True
-            if method == "POST" and "requests" not in path.split("/"):
+            if _is_queue_submit(method, path):
                 share = state.shares.popleft() if state.shares else 0
                 if status >= 400:
                     self._adjust(state, -share)
