@@ -325,23 +325,20 @@ class UsageTracker:
         if state is None:
             return
         try:
-            self._response(call, state, method, url, status, headers)
+            if state.kind == "facade":
+                self._facade_answer(call, state, method, url, status, headers)
+            else:
+                self._answer(call, state, status, headers)
         except Exception:
             logger.exception("usage: could not account for an answer of %s", state.endpoint)
 
-    def _response(
-        self,
-        call: Call,
-        state: _State,
-        method: str,
-        url: str,
-        status: int,
-        headers: Mapping[str, str],
-    ) -> None:
+    def _answer(self, call: Call, state: _State, status: int, headers: Mapping[str, str]) -> None:
+        """Settle, release or keep the reservation as the provider's answer says.
+
+        The call has one answer, so its kind alone says what to do with it;
+        only the facade's calls have several (see ``_facade_answer``).
+        """
         kind = state.kind
-        if kind == "facade":
-            self._facade_answer(call, state, method, url, status, headers)
-            return
         state.answered = True
         if kind == "tokens":
             if status < 400 and state.reader is not None:
@@ -363,23 +360,31 @@ class UsageTracker:
                 if request_id:
                     self._keep_for_result(state, request_id)
         elif kind == "fal_result" and status == 200 and state.request_id:
-            units = _units(headers)
-            if units is None:
+            if not self._settle_result(call, state, headers):
                 return
-            call.units = units
-            pending = self.ledger.take_pending(state.request_id[:_MAX_ID])
-            if pending is None:
-                # Not reserved here, or already settled by an earlier fetch.
-                return
-            actual = to_micros(units * pending.unit_price)
-            # For the metrics: the submit's estimate leaves the reserved books.
-            call.notes["released_usd"] = from_micros(pending.micros)
-            call.notes["cost_endpoint"] = pending.endpoint
-            self.ledger.adjust(
-                pending.counters, actual - pending.micros, pending.day, pending.endpoint
-            )
-            state.settled += actual
         self._note(call, state)
+
+    def _settle_result(self, call: Call, state: _State, headers: Mapping[str, str]) -> bool:
+        """Settle the submit a queue result belongs to; False if there is nothing to settle.
+
+        The submit's reservation is found in the ledger by request id, since
+        the fetch may reach another instance than the submit did.
+        """
+        units = _units(headers)
+        if units is None or state.request_id is None:
+            return False
+        call.units = units
+        pending = self.ledger.take_pending(state.request_id[:_MAX_ID])
+        if pending is None:
+            # Not reserved here, or already settled by an earlier fetch.
+            return False
+        actual = to_micros(units * pending.unit_price)
+        # For the metrics: the submit's estimate leaves the reserved books.
+        call.notes["released_usd"] = from_micros(pending.micros)
+        call.notes["cost_endpoint"] = pending.endpoint
+        self.ledger.adjust(pending.counters, actual - pending.micros, pending.day, pending.endpoint)
+        state.settled += actual
+        return True
 
     def _facade_answer(
         self,
@@ -398,8 +403,7 @@ class UsageTracker:
             if _is_queue_submit(method, path):
                 share = state.shares.popleft() if state.shares else 0
                 if status >= 400:
-                    self._adjust(state, -share)
-                    state.reserved -= share
+                    self._unreserve(state, share)
                 elif request_id:
                     state.jobs[request_id] = share
                 else:
@@ -414,10 +418,7 @@ class UsageTracker:
                     share = state.unnamed.popleft() if state.unnamed else None
                 if share is None:
                     return
-                actual = to_micros(units * state.unit_price)
-                self._adjust(state, actual - share)
-                state.reserved -= share
-                state.settled += actual
+                self._settle(state, share, units)
                 call.units = (call.units or 0.0) + units
             self._note(call, state)
 
@@ -456,8 +457,7 @@ class UsageTracker:
                     # run them: their estimates stand.
                     unsent = sum(state.shares)
                     if unsent:
-                        self._adjust(state, -unsent)
-                        state.reserved -= unsent
+                        self._unreserve(state, unsent)
                 state.shares.clear()
                 self._note(call, state)
             return
@@ -481,9 +481,13 @@ class UsageTracker:
         elif micros:
             self.ledger.adjust((), micros, state.day, state.endpoint)
 
+    def _unreserve(self, state: _State, share: int) -> None:
+        """Take ``share`` off the books: the work it was reserved for never started."""
+        self._adjust(state, -share)
+        state.reserved -= share
+
     def _release(self, state: _State) -> None:
-        self._adjust(state, -state.reserved)
-        state.reserved = 0
+        self._unreserve(state, state.reserved)
         state.body = None
 
     def _settle(self, state: _State, share: int, units: float) -> None:
