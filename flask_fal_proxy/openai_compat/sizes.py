@@ -23,19 +23,12 @@ import math
 import re
 from typing import Any
 
+from ..fal_protocol import IMAGE_SIZE_PRESETS
 from . import errors
 from .schemas import ModelInputs
 
-__all__ = ["PRESET_SIZES", "parse_size", "size_input"]
+__all__ = ["parse_size", "size_input"]
 
-PRESET_SIZES: dict[str, tuple[int, int]] = {
-    "square_hd": (1024, 1024),
-    "square": (512, 512),
-    "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024),
-    "landscape_4_3": (1024, 768),
-    "landscape_16_9": (1024, 576),
-}
 # Beyond any model's output; a sanity bound where the schema states none.
 MAX_SIDE = 16384
 _SIZE = re.compile(r"([0-9]{1,6})x([0-9]{1,6})")
@@ -63,14 +56,14 @@ def _distance(width: int, height: int, ratio_w: float, ratio_h: float) -> float:
 
 
 def _nearest_preset(width: int, height: int, presets: tuple[str, ...]) -> str | None:
-    known = [p for p in presets if p in PRESET_SIZES]
+    known = [p for p in presets if p in IMAGE_SIZE_PRESETS]
     for preset in known:
-        if PRESET_SIZES[preset] == (width, height):
+        if IMAGE_SIZE_PRESETS[preset] == (width, height):
             return preset
     # Ties (square_hd and square for a square) go to the larger preset.
     return min(
         known,
-        key=lambda p: (_distance(width, height, *PRESET_SIZES[p]), -PRESET_SIZES[p][0]),
+        key=lambda p: (_distance(width, height, *IMAGE_SIZE_PRESETS[p]), -IMAGE_SIZE_PRESETS[p][0]),
         default=None,
     )
 

@@ -14,17 +14,11 @@ import math
 import re
 from typing import Any
 
-__all__ = ["IMAGE_SIZE_PRESETS", "estimate_units", "image_pixels"]
+from ..fal_protocol import IMAGE_SIZE_PRESETS
 
-# fal's named ``image_size`` presets; ``landscape_4_3`` is the common default.
-IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = {
-    "square_hd": (1024, 1024),
-    "square": (512, 512),
-    "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024),
-    "landscape_4_3": (1024, 768),
-    "landscape_16_9": (1024, 576),
-}
+__all__ = ["estimate_units", "image_pixels"]
+
+# The size fal's image models commonly default to when no size is sent.
 _DEFAULT_SIZE = IMAGE_SIZE_PRESETS["landscape_4_3"]
 # A bound on what one input can claim, so a silly number cannot reserve a fortune.
 _MAX_IMAGES = 100
