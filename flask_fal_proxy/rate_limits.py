@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import errors
+from .checks import MissingExtra
 from .errors import ProxyError
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def limit_proxy_routes(
     try:
         from flask_limiter.util import get_remote_address
     except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ImportError("limit_proxy_routes needs: pip install flask-fal-proxy[limits]") from exc
+        raise MissingExtra("limit_proxy_routes", "limits", "Flask-Limiter") from exc
     _check_settings(app, limits, on_backend_error, backend_timeout, limiter_options)
     options = _limiter_options(storage_uri, backend_timeout, limiter_options)
     strings_by_name = _limit_strings(limits)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..checks import MissingExtra
+
 __all__ = ["Ledger", "MemoryLedger", "Pending", "RedisLedger", "open_ledger"]
 
 # A counter outlives its period by this much, so a late settlement still finds it.
@@ -251,7 +253,7 @@ def open_ledger(storage_uri: str) -> MemoryLedger | RedisLedger:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise ImportError("a redis:// storage_uri needs: pip install redis") from exc
+            raise MissingExtra("a redis:// storage_uri", "usage", "redis") from exc
         return RedisLedger(redis.Redis.from_url(storage_uri, socket_timeout=5))
     raise ValueError(
         f"storage_uri must be 'memory://' or a redis:// URL, got {storage_uri.split(':')[0]!r}"
