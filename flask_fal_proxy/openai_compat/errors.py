@@ -122,12 +122,7 @@ def model_cannot_edit(model: str) -> OpenAIError:
 
 
 def internal_error() -> OpenAIError:
-    return OpenAIError(
-        500,
-        "The server failed to handle this request.",
-        type=SERVER_ERROR,
-        code="internal_error",
-    )
+    return from_proxy_error(core.internal_error())
 
 
 # fal's answers, translated.
