@@ -38,7 +38,7 @@ from .errors import ProxyError
 
 if TYPE_CHECKING:
     import flask
-    from flask_limiter import Limiter
+    from flask_limiter import Limiter, RequestLimit
     from limits.errors import StorageError
 
 __all__ = [
@@ -169,21 +169,32 @@ def _limiter_class() -> type[Limiter]:
                 self._proxy_backend.answered()
 
         def _refusal(self) -> ProxyError:
-            headers: dict[str, str] = {}
             breached = self.current_limit
-            if breached is not None:
-                try:
-                    reset_at, remaining = breached.reset_at, breached.remaining
-                except StorageError:
-                    reset_at, remaining = int(time.time() + breached.limit.get_expiry()), 0
-                headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
-                if self._proxy_limit_headers:
-                    headers["X-RateLimit-Limit"] = str(breached.limit.amount)
-                    headers["X-RateLimit-Remaining"] = str(remaining)
-                    headers["X-RateLimit-Reset"] = str(reset_at)
-            return errors.rate_limited(headers)
+            if breached is None:
+                return errors.rate_limited({})
+            return errors.rate_limited(_refusal_headers(breached, self._proxy_limit_headers))
 
     return ProxyLimiter
+
+
+def _refusal_headers(breached: RequestLimit, limit_headers: bool) -> dict[str, str]:
+    """When the client may try again, and with ``limit_headers`` the limit it met.
+
+    Reading the window can fail like any backend call; the refusal then
+    says the whole window, which is never too short.
+    """
+    from limits.errors import StorageError
+
+    try:
+        reset_at, remaining = breached.reset_at, breached.remaining
+    except StorageError:
+        reset_at, remaining = int(time.time() + breached.limit.get_expiry()), 0
+    headers = {"Retry-After": str(max(1, int(reset_at - time.time())))}
+    if limit_headers:
+        headers["X-RateLimit-Limit"] = str(breached.limit.amount)
+        headers["X-RateLimit-Remaining"] = str(remaining)
+        headers["X-RateLimit-Reset"] = str(reset_at)
+    return headers
 
 
 def _keep_answers(app: flask.Flask, limiter: Limiter, backend: _Backend) -> None:
