@@ -299,10 +299,11 @@ class QueueRunner:
             return self._call(
                 "POST", QUEUE + endpoint, key, body, deadline - time.monotonic(), progress.observe
             )
+        except errors.OpenAIError as exc:
+            # Raised reading fal's answer (too large): the submit was sent.
+            raise self._ambiguous(progress, exc) from None
         except ProxyError:
             raise  # refused before sending
-        except errors.OpenAIError as exc:
-            raise self._ambiguous(progress, exc) from None
         except Exception as exc:
             if never_sent(exc):
                 # Nothing reached fal: safe for the client to retry.
@@ -389,6 +390,10 @@ class QueueRunner:
                     deadline - time.monotonic(),
                     progress.observe,
                 )
+            except errors.OpenAIError as exc:
+                failures += 1
+                _poll_failed(exc, failures)
+                continue
             except ProxyError:
                 raise
             except Exception as exc:

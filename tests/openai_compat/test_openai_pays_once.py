@@ -145,3 +145,23 @@ def test_the_openai_sdk_pays_once_when_the_submit_answer_is_cut(
 
     assert caught.value.status_code == 502
     assert len(faulty.stages("submit")) == 1
+
+
+def test_an_answer_too_large_to_read_after_the_submit_is_never_retried(
+    serve: Callable[..., Served], fal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The submit reached fal and was answered, but the answer could not be read:
+    # the job may be queued, so the SDKs must not submit again.
+    from flask_fal_proxy.openai_compat import jobs
+
+    monkeypatch.setattr(jobs, "MAX_RESULT_BYTES", 8)
+    answer = requests.post(
+        f"{serve().url}/v1/images/generations",
+        json={"model": "flux-dev", "prompt": "a lighthouse"},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert answer.status_code == 502
+    assert answer.headers["x-should-retry"] == "false"
+    submits = [c for c in fal.calls if c.method == "POST" and c.host == "queue.fal.run"]
+    assert len(submits) == 1
