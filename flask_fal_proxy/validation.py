@@ -19,7 +19,6 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -540,9 +539,7 @@ def check_json(body: bytes) -> None:
         if exc.pos is None:
             raise errors.invalid_json(exc.message) from None
         line, column = _line_and_column(body, exc.pos)
-        raise errors.invalid_json(
-            f"{exc.message.lower()} at line {line} column {column}"
-        ) from None
+        raise errors.invalid_json(f"{exc.message.lower()} at line {line} column {column}") from None
 
 
 class _NonStandardConstant(ValueError):
