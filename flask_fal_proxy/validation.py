@@ -234,7 +234,7 @@ MAX_JSON_DEPTH = 512
 # of progress: under gevent one large body never holds up the worker's other
 # streams for long.
 _REGEX_DEPTH = 4
-_LEVEL_BATCH = 32
+_LEVEL_BATCH = 128
 _SLICE = 64 * 1024
 
 
@@ -254,20 +254,28 @@ _CHARS = rf'[^"\\\x00-\x1f]*{_P}'
 _ESCAPE = r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}(?=[\x00-\xff]))'
 _STRING_BODY = rf"{_CHARS}(?:{_ESCAPE}{_CHARS})*{_P}"
 _STRING = rf'"{_STRING_BODY}"'
-_NUMBER = rf"-?(?:0|[1-9][0-9]*{_P})(?:\.[0-9]+{_P})?(?:[eE][-+]?[0-9]+{_P})?"
-# A number counts only once the byte after it is in view: an expression cut
-# off at its slice's end must not take the digits before the cut for all.
-_SCALAR = rf"(?:{_STRING}|{_NUMBER}(?=[ \t\n\r,\]}}])|true|false|null)"
+_FRACTION_EXPONENT = rf"(?:\.[0-9]+{_P})?(?:[eE][-+]?[0-9]+{_P})?"
+_NUMBER = rf"-?(?:0|[1-9][0-9]*{_P}){_FRACTION_EXPONENT}"
+# The same number, opening with a character class so that the engine skips
+# the alternative at a glance; and it counts only once the byte after it is
+# in view: an expression cut off at its slice's end must not take the digits
+# before the cut for the whole number.
+_NUMBER_IN_VALUE = (
+    rf"[-0-9](?:(?<=-)(?:0|[1-9][0-9]*{_P})|(?<=[1-9])[0-9]*{_P}|(?<=0))"
+    rf"{_FRACTION_EXPONENT}(?=[ \t\n\r,\]}}])"
+)
 
 
 def _value(depth: int) -> str:
     """A value nested at most ``depth`` levels deep."""
+    scalars = rf"{_STRING}|{_NUMBER_IN_VALUE}"
+    literals = "true|false|null"
     if depth == 0:
-        return _SCALAR
+        return rf"(?:{scalars}|{literals})"
     inner = _value(depth - 1)
     array = rf"\[{_WS}(?:{inner}{_WS}(?:,{_WS}(?!\])|(?=\])))*{_P}\]"
     members = rf"{_STRING}{_WS}:{_WS}{inner}{_WS}(?:,{_WS}(?!\}})|(?=\}}))"
-    return rf"(?:{_SCALAR}|{array}|\{{{_WS}(?:{members})*{_P}\}})"
+    return rf"(?:{scalars}|{array}|\{{{_WS}(?:{members})*{_P}\}}|{literals})"
 
 
 def _compile(pattern: str) -> re.Pattern[bytes]:
@@ -279,35 +287,57 @@ class _Patterns:
 
     def __init__(self, depth: int) -> None:
         value = _value(depth)
-        array_sibling = rf"{_WS},{_WS}{value}"
-        member = rf"{_STRING}{_WS}:{_WS}{value}"
+        self.array_sibling = rf"{_WS},{_WS}{value}"
+        self.member = rf"{_STRING}{_WS}:{_WS}{value}"
         self.value = _compile(value)
-        self.array_siblings = _compile(rf"(?:{array_sibling})*{_P}")
-        self.object_siblings = _compile(rf"(?:{_WS},{_WS}{member})*{_P}")
-        # Going down: an opening bracket, the siblings before the deeper
-        # child, and for an object the deeper child's key; the lookahead
-        # captures which bracket, for findall.
-        down = (
-            rf"(?:\[{_WS}(?:(?:{value}{_WS},{_WS})+{_P}|(?=[\[{{]))"
-            rf"|\{{{_WS}(?:{member}{_WS},{_WS})*{_P}{_STRING}{_WS}:{_WS})"
-        )
-        self.down = _compile(rf"(?:{down}){{1,{_LEVEL_BATCH}}}{_P}")
-        self.down_kinds = _compile(rf"(?=([\[{{])){down}")
+        self.array_siblings = _compile(rf"(?:{self.array_sibling})*{_P}")
+        self.object_siblings = _compile(rf"(?:{_WS},{_WS}{self.member})*{_P}")
         # Going up: the siblings after the deeper child, then the closing
-        # bracket, captured.
+        # bracket, captured for findall.
         up = (
-            rf"(?:(?:{array_sibling})*{_P}{_WS}(?=\])"
-            rf"|(?:{_WS},{_WS}{member})*{_P}{_WS}(?=\}}))([\]}}])"
+            rf"(?:(?:{self.array_sibling})*{_P}{_WS}(?=\])"
+            rf"|(?:{_WS},{_WS}{self.member})*{_P}{_WS}(?=\}}))([\]}}])"
         )
         self.up = _compile(rf"(?:{up}){{1,{_LEVEL_BATCH}}}{_P}")
         self.up_kinds = _compile(up)
 
+    def down(self, batch: int) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+        """Going down up to ``batch`` levels, and one level with its bracket captured.
+
+        A level is an opening bracket, the siblings before the deeper child,
+        and for an object the deeper child's key.
+        """
+        level = (
+            rf"(?:\[{_WS}(?:(?=[\[{{])|(?:{self.value.pattern.decode()}{_WS},{_WS})+{_P})"
+            rf"|\{{{_WS}(?:{self.member}{_WS},{_WS})*{_P}{_STRING}{_WS}:{_WS})"
+        )
+        return _compile(rf"(?:{level}){{1,{batch}}}{_P}"), _compile(rf"(?=([\[{{])){level}")
+
 
 _PATTERNS = [_Patterns(depth) for depth in range(_REGEX_DEPTH + 1)]
+# Per stack depth: the expressions whose values cannot pass MAX_JSON_DEPTH,
+# and the longest descent that cannot either (values at most j deep below
+# batch new levels); near the limit, fewer levels at a time.
+_DESCENTS = {
+    (depth, batch): _PATTERNS[depth].down(batch)
+    for depth, batch in [(_REGEX_DEPTH, _LEVEL_BATCH), (_REGEX_DEPTH, 32)]
+    + [(0, batch) for batch in (32, 8, 2, 1)]
+}
+_AT_DEPTH = [_PATTERNS[min(_REGEX_DEPTH, MAX_JSON_DEPTH - d)] for d in range(MAX_JSON_DEPTH + 1)]
+_DESCENT_AT_DEPTH = [
+    next(
+        (_DESCENTS[key] for key in _DESCENTS if d + key[0] + key[1] <= MAX_JSON_DEPTH),
+        None,
+    )
+    for d in range(MAX_JSON_DEPTH + 1)
+]
 _WHITESPACE = _compile(_WS)
+_OPENER_RUN = re.compile(rb"\[*")
+_CLOSER_RUN = re.compile(rb"[\]}]*")
 _STRING_RUN = _compile(_STRING_BODY)
 _NUMBER_RE = _compile(_NUMBER)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_WHITESPACE_BYTES = frozenset(b" \t\n\r")
 _SIMPLE_ESCAPES = frozenset(b'"\\/bfnrt')
 _CLOSING = bytes.maketrans(b"[{", b"]}")
 _NOT_CONTINUATION = bytes(range(0x80)) + bytes(range(0xC0, 0x100))
@@ -408,38 +438,44 @@ def _scan(b: bytes) -> None:
             next_pause = pos + _SLICE
         limit = pos + _SLICE
         depth = len(stack)
-        patterns = _PATTERNS[min(_REGEX_DEPTH, MAX_JSON_DEPTH - depth)]
+        patterns = _AT_DEPTH[depth]
 
         if state == _AFTER:
-            if not stack:
+            if not depth:
                 pos = _skip_whitespace(b, pos)
                 if pos != n:
                     raise _Malformed("Extra data", pos)
                 return
-            up = patterns.up.match(b, pos, limit)
-            if up is not None:
-                closers = b"".join(patterns.up_kinds.findall(b, pos, up.end()))
-                count = len(closers)
-                if stack[-count:][::-1].translate(_CLOSING) == closers:
-                    del stack[-count:]
-                    pos = up.end()
-                    continue
-                # A closing bracket of the wrong kind: go up the levels that
-                # match and let the steps below report the one that does not.
-                while stack and stack[-1:].translate(_CLOSING) == closers[:1]:
-                    pos = patterns.up_kinds.match(b, pos, limit).end()  # type: ignore[union-attr]
-                    stack.pop()
-                    closers = closers[1:]
-                if not stack:
-                    continue
             top = stack[-1]
-            siblings = patterns.array_siblings if top == _OPEN_ARRAY else patterns.object_siblings
-            pos = _skip_whitespace(b, siblings.match(b, pos, limit).end())  # type: ignore[union-attr]
+            if top == _OPEN_ARRAY:
+                pos = patterns.array_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
+                closer = _CLOSE_ARRAY
+            else:
+                pos = patterns.object_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
+                closer = _CLOSE_OBJECT
+            if pos < n and b[pos] in _WHITESPACE_BYTES:
+                pos = _skip_whitespace(b, pos)
             c = b[pos] if pos < n else -1
-            closer = _CLOSE_ARRAY if top == _OPEN_ARRAY else _CLOSE_OBJECT
             if c == closer:
-                stack.pop()
-                pos += 1
+                run = _CLOSER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
+                if run > 1:
+                    # A run of bare closing brackets: compare it with the stack.
+                    count = min(run, depth)
+                    if stack[-count:][::-1].translate(_CLOSING) == b[pos : pos + count]:
+                        del stack[-count:]
+                        pos += count
+                        continue
+                up = patterns.up.match(b, pos, limit)
+                closers = b"".join(patterns.up_kinds.findall(b, pos, up.end())) if up else b""
+                count = len(closers)
+                if count and stack[-count:][::-1].translate(_CLOSING) == closers:
+                    del stack[-count:]
+                    pos = up.end()  # type: ignore[union-attr]
+                else:
+                    # A closing bracket of the wrong kind further up (or one
+                    # past the slice): close this level alone, step by step.
+                    stack.pop()
+                    pos += 1
             elif c == _COMMA:
                 comma = pos
                 pos = _skip_whitespace(b, pos + 1)
@@ -451,9 +487,10 @@ def _scan(b: bytes) -> None:
                 raise _Malformed("Expecting ',' delimiter", pos)
             continue
 
-        pos = _skip_whitespace(b, pos)
+        if pos < n and b[pos] in _WHITESPACE_BYTES:
+            pos = _skip_whitespace(b, pos)
         c = b[pos] if pos < n else -1
-        if state in (_KEY, _FIRST_KEY):
+        if state == _KEY or state == _FIRST_KEY:
             if state == _FIRST_KEY and c == _CLOSE_OBJECT:
                 stack.pop()
                 pos += 1
@@ -473,13 +510,27 @@ def _scan(b: bytes) -> None:
             pos = value.end()
             state = _AFTER
             continue
-        if depth + _LEVEL_BATCH + _REGEX_DEPTH <= MAX_JSON_DEPTH:
-            down = patterns.down.match(b, pos, limit)
+        if c == _OPEN_ARRAY:
+            run = _OPENER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
+            if run > 1:
+                if depth + run > MAX_JSON_DEPTH:
+                    raise _Malformed(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
+                stack += b[pos : pos + run]
+                pos += run
+                state = _FIRST
+                continue
+        descent = _DESCENT_AT_DEPTH[depth]
+        if descent is not None and (c == _OPEN_ARRAY or c == _OPEN_OBJECT):
+            down = descent[0].match(b, pos, limit)
             if down is not None:
-                # One byte more, for the lookahead that ends the last level.
-                stack += b"".join(patterns.down_kinds.findall(b, pos, down.end() + 1))
+                opened = b[pos : down.end()].translate(None, b" \t\n\r")
+                if opened.strip(b"[{"):
+                    # Siblings or keys among the brackets: find the levels'
+                    # brackets (one byte more, for the lookahead that ends
+                    # the last level).
+                    opened = b"".join(descent[1].findall(b, pos, down.end() + 1))
+                stack += opened
                 pos = down.end()
-                state = _VALUE
                 continue
         if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
             if depth >= MAX_JSON_DEPTH:
