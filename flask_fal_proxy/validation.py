@@ -566,7 +566,11 @@ def _check_utf8(body: bytes) -> None:
 def _line_and_column(b: bytes, pos: int) -> tuple[int, int]:
     """Where ``pos`` (a byte offset) is, counted in characters as json counts them."""
     line_start = b.rfind(b"\n", 0, pos) + 1
-    continuation = len(b[line_start:pos].translate(None, _NOT_CONTINUATION))
+    continuation = 0
+    if not b.isascii():
+        for start in range(line_start, pos, _SLICE):
+            window = b[start : min(pos, start + _SLICE)]
+            continuation += len(window.translate(None, _NOT_CONTINUATION))
     return b.count(b"\n", 0, pos) + 1, pos - line_start - continuation + 1
 
 
