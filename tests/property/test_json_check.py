@@ -202,7 +202,7 @@ ENDINGS = {
     "spoiled at the end": b",]",
     # With more than MAX_JSON_DEPTH brackets before it: 0.1.x's depth scan
     # backtracked over this quadratically.
-    "unclosed escaped string": b',"' + b'\\"' * 20_000,
+    "unclosed escaped string": b',"' + b'\\"' * 40_000,
 }
 
 
