@@ -230,12 +230,18 @@ MAX_JSON_DEPTH = 512
 # Python loop only steps where those stop (a deeper container, or an error,
 # which it then reports at the same place and in the same words as the json
 # module). No expression is given more than _SLICE bytes at a time, so no
-# call can backtrack far, and the check pauses cooperatively after each slice
-# of progress: under gevent one large body never holds up the worker's other
-# streams for long.
+# call can backtrack far, and between slices the check pauses once it has
+# run for _PAUSE_EVERY: under gevent one large body never holds up the
+# worker's other streams for long. The pause is a millisecond's sleep, not
+# sleep(0): gevent's sleep(0) runs the greenlets that are ready but polls no
+# socket, so a stream waiting for its next event would still wait. Without
+# gevent, threads are preempted anyway, and the pause costs that millisecond
+# per _PAUSE_EVERY of checking.
 _REGEX_DEPTH = 4
 _LEVEL_BATCH = 128
 _SLICE = 64 * 1024
+_PAUSE_EVERY = 0.02
+_PAUSE = 0.001
 
 
 def _possessive_supported() -> bool:
@@ -367,10 +373,15 @@ class _Malformed(Exception):
         self.pos = pos
 
 
-def _pause() -> None:
-    # Looked up at each call, so that gevent's monkey-patching makes it a
-    # cooperative yield; elsewhere it only lets other threads run.
-    time.sleep(0)
+class _Pacer:
+    def __init__(self) -> None:
+        self.since = time.perf_counter()
+
+    def pause_if_due(self) -> None:
+        if time.perf_counter() - self.since >= _PAUSE_EVERY:
+            # Looked up at each call, so that gevent's monkey-patching applies.
+            time.sleep(_PAUSE)
+            self.since = time.perf_counter()
 
 
 def _skip_whitespace(b: bytes, pos: int) -> int:
@@ -432,9 +443,10 @@ def _scan(b: bytes) -> None:
     state = _VALUE
     pos = _skip_whitespace(b, 0)
     next_pause = pos + _SLICE
+    pacer = _Pacer()
     while True:
         if pos >= next_pause:
-            _pause()
+            pacer.pause_if_due()
             next_pause = pos + _SLICE
         limit = pos + _SLICE
         depth = len(stack)
@@ -551,6 +563,7 @@ def _check_utf8(body: bytes) -> None:
     if body.isascii():
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
+    pacer = _Pacer()
     step = 16 * _SLICE
     for start in range(0, len(body), step):
         pending = len(decoder.getstate()[0])
@@ -560,7 +573,7 @@ def _check_utf8(body: bytes) -> None:
             raise errors.invalid_json(
                 f"it is not UTF-8 (byte {start - pending + exc.start})"
             ) from None
-        _pause()
+        pacer.pause_if_due()
 
 
 def _line_and_column(b: bytes, pos: int) -> tuple[int, int]:
