@@ -203,13 +203,23 @@ def create_app():  # gunicorn's entry point: worst_bodies:create_app()
     from flask_fal_proxy.testing import LoopbackAdapter
 
     path = os.environ.get("WORST_BODIES_VALIDATION", "")
+    validation = load_validation(path)
     if path:
-        blueprint_module.read_json_body = load_validation(path).read_json_body
+        blueprint_module.read_json_body = validation.read_json_body
     session = default_session()
     session.mount("https://", LoopbackAdapter(int(os.environ["WORST_BODIES_UPSTREAM"])))
     app = flask.Flask("worst-bodies")
     app.config["FAL_KEY"] = "bench-key"
     app.register_blueprint(create_blueprint(session=session, allowed_endpoints=["**"]))
+
+    @app.post("/facade-json")
+    def facade_json() -> tuple[str, int]:
+        # What the OpenAI facade does with a JSON body before anything else:
+        # read at most its cap, then load_json (check, then parse).
+        body = validation.read_body(flask.request, FACADE_CAP)
+        validation.load_json(body)
+        return "", 204
+
     return app
 
 
@@ -296,12 +306,12 @@ def _stream(port: int, arrivals: list[float], stop: threading.Event, ready: thre
         connection.close()
 
 
-def _post(port: int, body: bytes, timeout: float) -> str:
+def _post(port: int, path: str, body: bytes, timeout: float) -> str:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request(
             "POST",
-            "/api/fal/proxy",
+            path,
             body=body,
             headers={"x-fal-target-url": TARGET, "Content-Type": "application/json"},
         )
@@ -317,7 +327,7 @@ def _post(port: int, body: bytes, timeout: float) -> str:
         connection.close()
 
 
-def stall(port: int, body: bytes, timeout: float) -> tuple[float, str, float]:
+def stall(port: int, path: str, body: bytes, timeout: float) -> tuple[float, str, float]:
     """(largest gap between events beyond the tick, the POST's status, its seconds)."""
     arrivals: list[float] = []
     stop, ready = threading.Event(), threading.Event()
@@ -326,7 +336,7 @@ def stall(port: int, body: bytes, timeout: float) -> tuple[float, str, float]:
     ready.wait(10)
     time.sleep(0.3)
     started = time.monotonic()
-    status = _post(port, body, timeout)
+    status = _post(port, path, body, timeout)
     took = time.monotonic() - started
     time.sleep(0.3)
     stop.set()
@@ -349,10 +359,11 @@ def phase_stall(versions: dict[str, str], sizes, shapes, timeout):
         for version, path in versions.items():
             worker = Worker(upstream_port, path)
             try:
-                for face, size, _reader in sizes:
+                for face, size, reader in sizes:
+                    path = "/facade-json" if reader == "load_json" else "/api/fal/proxy"
                     for shape in shapes:
                         body = SHAPES[shape](size)
-                        gap, status, took = stall(worker.port, body, timeout)
+                        gap, status, took = stall(worker.port, path, body, timeout)
                         gap_text = "stream lost" if gap == float("inf") else f"{gap * 1000:8.1f} ms"
                         print(
                             f"{face:28s} {shape:24s} {version:6s} largest extra gap {gap_text}"

@@ -15,6 +15,7 @@ check here.
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 import math
 import re
@@ -648,6 +649,12 @@ def load_json(body: bytes) -> Any:
         return value
 
     check_json(body)
+    # The parse makes only acyclic containers, so the cycle collector's passes
+    # over them are wasted: without them the costliest 1 MiB body (nested
+    # arrays) parses in 30-40 ms instead of 100-160, a stretch in which no
+    # other greenlet of the worker runs.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         value = json.loads(
             body.decode("utf-8"),
@@ -658,6 +665,9 @@ def load_json(body: bytes) -> Any:
     except (_NonStandardConstant, ValueError, RecursionError):
         # check_json has accepted the text, so json cannot refuse it.
         raise errors.invalid_json() from None
+    finally:
+        if collecting:
+            gc.enable()
     if out_of_range:
         raise errors.number_out_of_range(out_of_range[0])
     return value
