@@ -555,6 +555,12 @@ def _scan(b: bytes) -> None:
             stack.pop()
             pos += 1
             state = _AFTER
+        elif c == _CLOSE_ARRAY and _TRAILING_COMMA_MESSAGE and stack[-1:] == b"[":
+            # A descent ended after a sibling and its comma.
+            comma = pos - 1
+            while b[comma] in _WHITESPACE_BYTES:
+                comma -= 1
+            raise _Malformed("Illegal trailing comma before end of array", comma)
         else:
             pos = _scalar_end(b, pos)
             state = _AFTER
