@@ -262,7 +262,6 @@ _ESCAPE = r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}(?=[\x00-\xff]))'
 _STRING_BODY = rf"{_CHARS}(?:{_ESCAPE}{_CHARS})*{_P}"
 _STRING = rf'"{_STRING_BODY}"'
 _FRACTION_EXPONENT = rf"(?:\.[0-9]+{_P})?(?:[eE][-+]?[0-9]+{_P})?"
-_NUMBER = rf"-?(?:0|[1-9][0-9]*{_P}){_FRACTION_EXPONENT}"
 # The same number, opening with a character class so that the engine skips
 # the alternative at a glance; and it counts only once the byte after it is
 # in view: an expression cut off at its slice's end must not take the digits
@@ -342,7 +341,8 @@ _WHITESPACE = _compile(_WS)
 _OPENER_RUN = re.compile(rb"\[*")
 _CLOSER_RUN = re.compile(rb"[\]}]*")
 _STRING_RUN = _compile(_STRING_BODY)
-_NUMBER_RE = _compile(_NUMBER)
+_NUMBER_START = re.compile(rb"-?[0-9]")
+_DIGITS = re.compile(rb"[0-9]*")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _WHITESPACE_BYTES = frozenset(b" \t\n\r")
 _SIMPLE_ESCAPES = frozenset(b'"\\/bfnrt')
@@ -385,25 +385,29 @@ class _Pacer:
             self.since = time.perf_counter()
 
 
-def _skip_whitespace(b: bytes, pos: int) -> int:
+def _run_end(run: re.Pattern[bytes], b: bytes, pos: int, pacer: _Pacer | None) -> int:
+    """The end of ``run`` (an expression that always matches) from ``pos``, a slice at a time."""
     while True:
         end = pos + _SLICE
-        pos = _WHITESPACE.match(b, pos, end).end()  # type: ignore[union-attr]
+        pos = run.match(b, pos, end).end()  # type: ignore[union-attr]
         if pos < end or pos >= len(b):
             return pos
+        if pacer is not None:
+            pacer.pause_if_due()
 
 
-def _string_end(b: bytes, start: int) -> int:
+def _skip_whitespace(b: bytes, pos: int, pacer: _Pacer | None = None) -> int:
+    return _run_end(_WHITESPACE, b, pos, pacer)
+
+
+def _string_end(b: bytes, start: int, pacer: _Pacer) -> int:
     """The index after the string that opens at ``start``, or the json module's complaint."""
     n = len(b)
     i = start + 1
     while True:
-        end = i + _SLICE
-        i = _STRING_RUN.match(b, i, end).end()  # type: ignore[union-attr]
+        i = _run_end(_STRING_RUN, b, i, pacer)
         if i >= n:
             raise _Malformed("Unterminated string starting at", start)
-        if i >= end:
-            continue
         c = b[i]
         if c == _QUOTE:
             return i + 1
@@ -422,19 +426,33 @@ def _string_end(b: bytes, start: int) -> int:
             raise _Malformed("Invalid \\escape", i)
 
 
-def _scalar_end(b: bytes, pos: int) -> int:
+def _scalar_end(b: bytes, pos: int, pacer: _Pacer) -> int:
     if pos < len(b) and b[pos] == _QUOTE:
-        return _string_end(b, pos)
+        return _string_end(b, pos, pacer)
     for literal in (b"null", b"true", b"false"):
         if b.startswith(literal, pos):
             return pos + len(literal)
     for constant in (b"NaN", b"Infinity", b"-Infinity"):
         if b.startswith(constant, pos):
             raise _Malformed(f"{constant.decode()} is not a JSON value (RFC 8259)")
-    number = _NUMBER_RE.match(b, pos)
-    if number is None:
+    return _number_end(b, pos, pacer)
+
+
+def _number_end(b: bytes, pos: int, pacer: _Pacer) -> int:
+    """The end of the number at ``pos``, read as json reads it, its digits a slice at a time."""
+    start = _NUMBER_START.match(b, pos)
+    if start is None:
         raise _Malformed("Expecting value", pos)
-    return number.end()
+    i = start.end()
+    if b[i - 1] != ord("0"):
+        i = _run_end(_DIGITS, b, i, pacer)
+    if b[i : i + 1] == b"." and b[i + 1 : i + 2].isdigit():
+        i = _run_end(_DIGITS, b, i + 1, pacer)
+    if b[i : i + 1] in (b"e", b"E"):
+        j = i + 2 if b[i + 1 : i + 2] in (b"+", b"-") else i + 1
+        if b[j : j + 1].isdigit():
+            i = _run_end(_DIGITS, b, j, pacer)
+    return i
 
 
 def _scan(b: bytes) -> None:
@@ -442,9 +460,9 @@ def _scan(b: bytes) -> None:
     n = len(b)
     stack = bytearray()
     state = _VALUE
-    pos = _skip_whitespace(b, 0)
-    next_pause = pos + _SLICE
     pacer = _Pacer()
+    pos = _skip_whitespace(b, 0, pacer)
+    next_pause = pos + _SLICE
     while True:
         if pos >= next_pause:
             pacer.pause_if_due()
@@ -455,7 +473,7 @@ def _scan(b: bytes) -> None:
 
         if state == _AFTER:
             if not depth:
-                pos = _skip_whitespace(b, pos)
+                pos = _skip_whitespace(b, pos, pacer)
                 if pos != n:
                     raise _Malformed("Extra data", pos)
                 return
@@ -467,7 +485,7 @@ def _scan(b: bytes) -> None:
                 pos = patterns.object_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
                 closer = _CLOSE_OBJECT
             if pos < n and b[pos] in _WHITESPACE_BYTES:
-                pos = _skip_whitespace(b, pos)
+                pos = _skip_whitespace(b, pos, pacer)
             c = b[pos] if pos < n else -1
             if c == closer:
                 run = _CLOSER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
@@ -491,7 +509,7 @@ def _scan(b: bytes) -> None:
                     pos += 1
             elif c == _COMMA:
                 comma = pos
-                pos = _skip_whitespace(b, pos + 1)
+                pos = _skip_whitespace(b, pos + 1, pacer)
                 if _TRAILING_COMMA_MESSAGE and pos < n and b[pos] == closer:
                     kind = "array" if top == _OPEN_ARRAY else "object"
                     raise _Malformed(f"Illegal trailing comma before end of {kind}", comma)
@@ -501,7 +519,7 @@ def _scan(b: bytes) -> None:
             continue
 
         if pos < n and b[pos] in _WHITESPACE_BYTES:
-            pos = _skip_whitespace(b, pos)
+            pos = _skip_whitespace(b, pos, pacer)
         c = b[pos] if pos < n else -1
         if state == _KEY or state == _FIRST_KEY:
             if state == _FIRST_KEY and c == _CLOSE_OBJECT:
@@ -511,7 +529,7 @@ def _scan(b: bytes) -> None:
                 continue
             if c != _QUOTE:
                 raise _Malformed("Expecting property name enclosed in double quotes", pos)
-            pos = _skip_whitespace(b, _string_end(b, pos))
+            pos = _skip_whitespace(b, _string_end(b, pos, pacer), pacer)
             if pos >= n or b[pos] != _COLON:
                 raise _Malformed("Expecting ':' delimiter", pos)
             pos += 1
@@ -562,7 +580,7 @@ def _scan(b: bytes) -> None:
                 comma -= 1
             raise _Malformed("Illegal trailing comma before end of array", comma)
         else:
-            pos = _scalar_end(b, pos)
+            pos = _scalar_end(b, pos, pacer)
             state = _AFTER
 
 
