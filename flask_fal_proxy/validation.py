@@ -307,32 +307,30 @@ class _Patterns:
         self.up = _compile(rf"(?:{up}){{1,{_LEVEL_BATCH}}}{_P}")
         self.up_kinds = _compile(up)
 
-    def down(self, batch: int) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
-        """Going down up to ``batch`` levels, and one level with its bracket captured.
-
-        A level is an opening bracket, the siblings before the deeper child,
-        and for an object the deeper child's key.
-        """
-        level = (
-            rf"(?:\[{_WS}(?:(?=[\[{{])|(?:{self.value.pattern.decode()}{_WS},{_WS})+{_P})"
-            rf"|\{{{_WS}(?:{self.member}{_WS},{_WS})*{_P}{_STRING}{_WS}:{_WS})"
+    def down(self) -> re.Pattern[bytes]:
+        """One level down: an opening bracket, the siblings before the deeper
+        child, and for an object the deeper child's key."""
+        return _compile(
+            rf"\[{_WS}(?:(?=[\[{{])|(?:{self.value.pattern.decode()}{_WS},{_WS})+{_P})"
+            rf"|\{{{_WS}(?:{self.member}{_WS},{_WS})*{_P}{_STRING}{_WS}:{_WS}"
         )
-        return _compile(rf"(?:{level}){{1,{batch}}}{_P}"), _compile(rf"(?=([\[{{])){level}")
 
 
 _PATTERNS = [_Patterns(depth) for depth in range(_REGEX_DEPTH + 1)]
 # Per stack depth: the expressions whose values cannot pass MAX_JSON_DEPTH,
-# and the longest descent that cannot either (values at most j deep below
-# batch new levels); near the limit, fewer levels at a time.
-_DESCENTS = {
-    (depth, batch): _PATTERNS[depth].down(batch)
-    for depth, batch in [(_REGEX_DEPTH, _LEVEL_BATCH), (_REGEX_DEPTH, 32)]
-    + [(0, batch) for batch in (32, 8, 2, 1)]
-}
+# and how to go down from there: the expression for one level, and how many
+# levels at most, so that the siblings passed on the way (values at most
+# _REGEX_DEPTH deep, or scalars only near the limit) cannot pass it either.
 _AT_DEPTH = [_PATTERNS[min(_REGEX_DEPTH, MAX_JSON_DEPTH - d)] for d in range(MAX_JSON_DEPTH + 1)]
+_DOWN = {depth: _PATTERNS[depth].down() for depth in (0, _REGEX_DEPTH)}
 _DESCENT_AT_DEPTH = [
     next(
-        (_DESCENTS[key] for key in _DESCENTS if d + key[0] + key[1] <= MAX_JSON_DEPTH),
+        (
+            (_DOWN[values], levels)
+            for values, levels in [(_REGEX_DEPTH, _LEVEL_BATCH), (_REGEX_DEPTH, 32)]
+            + [(0, levels) for levels in (32, 8, 2, 1)]
+            if d + values + levels <= MAX_JSON_DEPTH
+        ),
         None,
     )
     for d in range(MAX_JSON_DEPTH + 1)
@@ -552,16 +550,15 @@ def _scan(b: bytes) -> None:
                 continue
         descent = _DESCENT_AT_DEPTH[depth]
         if descent is not None and (c == _OPEN_ARRAY or c == _OPEN_OBJECT):
-            down = descent[0].match(b, pos, limit)
-            if down is not None:
-                opened = b[pos : down.end()].translate(None, b" \t\n\r")
-                if opened.strip(b"[{"):
-                    # Siblings or keys among the brackets: find the levels'
-                    # brackets (one byte more, for the lookahead that ends
-                    # the last level).
-                    opened = b"".join(descent[1].findall(b, pos, down.end() + 1))
-                stack += opened
+            level, levels = descent
+            start = pos
+            for _ in range(levels):
+                down = level.match(b, pos, limit)
+                if down is None:
+                    break
+                stack.append(b[pos])
                 pos = down.end()
+            if pos != start:
                 continue
         if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
             if depth >= MAX_JSON_DEPTH:
