@@ -147,15 +147,15 @@ def _child(validation_path: str, shape: str, size: int, reader: str) -> None:
         verdict = f"{exc.code}: {exc.message.split(': ', 1)[-1][:60]}"
     seconds = time.process_time() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline
+    cost = {"bytes": len(body), "seconds": seconds, "rss_kib": rss, "verdict": verdict}
+    print(json.dumps(cost), flush=True)
     tracemalloc.start()
     try:
         check(body)
     except ProxyError:
         pass
-    peak = tracemalloc.get_traced_memory()[1]
+    print(json.dumps({"peak": tracemalloc.get_traced_memory()[1]}), flush=True)
     tracemalloc.stop()
-    cost = {"bytes": len(body), "seconds": seconds, "rss_kib": rss, "peak": peak}
-    print(json.dumps({**cost, "verdict": verdict}))
 
 
 def measure_cost(validation_path: str, shape: str, size: int, reader: str, timeout: float) -> str:
@@ -163,16 +163,22 @@ def measure_cost(validation_path: str, shape: str, size: int, reader: str, timeo
     command = [sys.executable, __file__, "--child", path, shape, str(size), reader]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return f"over {timeout:.0f} s (stopped)"
-    if done.returncode != 0:
-        return f"failed: {done.stderr.strip().splitlines()[-1][:80]}"
-    r = json.loads(done.stdout.strip().splitlines()[-1])
+        output, note = done.stdout, "" if done.returncode == 0 else done.stderr
+    except subprocess.TimeoutExpired as stopped:
+        out = stopped.stdout or b""
+        output, note = out.decode() if isinstance(out, bytes) else out, ""
+        if not output.strip():
+            return f"over {timeout:.0f} s (stopped)"
+    lines = [json.loads(line) for line in output.strip().splitlines() if line.startswith("{")]
+    if not lines:
+        return f"failed: {note.strip().splitlines()[-1][:80] if note.strip() else '?'}"
+    r = lines[0]
+    peak = f"{lines[1]['peak'] / MiB:8.2f} MiB" if len(lines) > 1 else "(not measured in time)"
     per_mib = r["seconds"] * 1000 / (r["bytes"] / MiB)
     return (
         f"{r['seconds'] * 1000:9.1f} ms ({per_mib:6.1f} ms/MiB)"
         f"  RSS +{r['rss_kib'] / 1024:7.1f} MiB"
-        f"  tracemalloc {r['peak'] / MiB:8.2f} MiB  {r['verdict']}"
+        f"  tracemalloc {peak}  {r['verdict']}"
     )
 
 
