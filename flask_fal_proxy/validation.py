@@ -559,6 +559,7 @@ def _scan(b: bytes) -> None:
                 stack.append(b[pos])
                 pos = down.end()
             if pos != start:
+                state = _VALUE
                 continue
         if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
             if depth >= MAX_JSON_DEPTH:

@@ -223,3 +223,20 @@ def test_checking_costs_time_linear_in_the_size(unit, ending):
     assert large_cost <= 3 * ratio * small_cost + 0.02, (large_cost, small_cost, unit[:200])
     # And never more than a few microseconds a byte, whatever the shape.
     assert large_cost < 3.0, (large_cost, unit[:200])
+
+
+# Found by hand: a descent that began just after a slice's end kept the state
+# of the bracket before it, and took "[0,]" for a finished array.
+EDGES = (
+    [b"[" * k + b'{"a":[0,]}' + b"]" * k for k in range(6)]
+    + [b" " * k + b"[[0,]]" for k in range(8)]
+    + [b"[" + b" " * k + b"[1, 2,]]" for k in range(8)]
+    + [b'{"a": [1, 2], "b": {"c": [3, {"d": 4}]}, "e": "\\u00e9"}']
+)
+
+
+@pytest.mark.parametrize("slice_size", range(1, 12))
+def test_every_slice_boundary_keeps_the_verdict(slices, slice_size):
+    slices(slice_size)
+    for body in EDGES:
+        assert _verdict(body) == _oracle(body), body
