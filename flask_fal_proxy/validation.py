@@ -461,6 +461,9 @@ def _scan(b: bytes) -> None:
     pacer = _Pacer()
     pos = _skip_whitespace(b, 0, pacer)
     next_pause = pos + _SLICE
+    # Where the siblings' expression has just failed on a value: trying the
+    # same expression on it again would only fail again.
+    failed_value = -1
     while True:
         if pos >= next_pause:
             pacer.pause_if_due()
@@ -512,6 +515,7 @@ def _scan(b: bytes) -> None:
                     kind = "array" if top == _OPEN_ARRAY else "object"
                     raise _Malformed(f"Illegal trailing comma before end of {kind}", comma)
                 state = _VALUE if top == _OPEN_ARRAY else _KEY
+                failed_value = pos
             else:
                 raise _Malformed("Expecting ',' delimiter", pos)
             continue
@@ -527,14 +531,17 @@ def _scan(b: bytes) -> None:
                 continue
             if c != _QUOTE:
                 raise _Malformed("Expecting property name enclosed in double quotes", pos)
+            key = pos
             pos = _skip_whitespace(b, _string_end(b, pos, pacer), pacer)
             if pos >= n or b[pos] != _COLON:
                 raise _Malformed("Expecting ':' delimiter", pos)
-            pos += 1
+            pos = _skip_whitespace(b, pos + 1, pacer)
+            if failed_value == key:
+                failed_value = pos
             state = _VALUE
             continue
 
-        value = patterns.value.match(b, pos, limit)
+        value = patterns.value.match(b, pos, limit) if pos != failed_value else None
         if value is not None:
             pos = value.end()
             state = _AFTER
