@@ -55,7 +55,9 @@ def _repeat(unit: bytes, size: int) -> bytes:
 
 SHAPES: dict[str, Callable[[int], bytes]] = {
     # 0.1.x's depth scan backtracked over this quadratically (issue 15, case 1).
-    "unclosed-escaped-string": lambda size: b"[" + b"[]," * 600 + b'"' + b'\\"' * (size // 2),
+    "unclosed-escaped-string": lambda size: (
+        b"[" + b"[]," * 600 + b'"' + b'\\"' * ((size - 1802) // 2)
+    ),
     # 0.1.x built the value: these are the ones that took the most memory.
     "empty-objects": lambda size: _repeat(b"{}", size),
     "nested-pairs": lambda size: _repeat(b"[[]]", size),
@@ -224,8 +226,12 @@ def create_app():  # gunicorn's entry point: worst_bodies:create_app()
     def facade_json() -> tuple[str, int]:
         # What the OpenAI facade does with a JSON body before anything else:
         # read at most its cap, then load_json (check, then parse).
-        body = validation.read_body(flask.request, FACADE_CAP)
-        validation.load_json(body)
+        from flask_fal_proxy.errors import ProxyError
+
+        try:
+            validation.load_json(validation.read_body(flask.request, FACADE_CAP))
+        except ProxyError as exc:
+            return exc.code, exc.status
         return "", 204
 
     return app

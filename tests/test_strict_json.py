@@ -276,7 +276,7 @@ def test_a_stream_on_the_same_gevent_worker_keeps_flowing_while_a_large_body_is_
     assert done.returncode == 0, done.stderr
     gap, took = map(float, done.stdout.split())
     # 0.1.x held the worker for the whole check (about 1 s here). The check now
-    # pauses every 20 ms of work; the bound leaves room for a loaded machine.
+    # pauses every 10 ms of work; the bound leaves room for a loaded machine.
     assert gap < 0.4, (gap, took)
 
 
