@@ -651,6 +651,9 @@ def _refuse_constant(name: str) -> None:
 # Values a face reads for itself (the OpenAI facade) are converted, unlike
 # the bodies that are only relayed: bound what conversion may cost or produce.
 MAX_INTEGER_DIGITS = 1000
+# A float overflows a double only with 309 digits or more, or an exponent of
+# three digits; an integer is too long only past MAX_INTEGER_DIGITS.
+_MAYBE_OUT_OF_RANGE = re.compile(rb"[0-9]{300}|[eE][-+]?[0-9]{3}")
 
 
 def load_json(body: bytes) -> Any:
@@ -678,6 +681,12 @@ def load_json(body: bytes) -> Any:
         return value
 
     check_json(body)
+    # Only a body with a long run of digits or a three-digit exponent can hold
+    # a number out of range; the others are parsed without a Python call per
+    # number (half a million of them in a MiB cost about 100 ms).
+    hooks: dict[str, Any] = {}
+    if _MAYBE_OUT_OF_RANGE.search(body):
+        hooks = {"parse_int": read_int, "parse_float": read_float}
     # The parse makes only acyclic containers, so the cycle collector's passes
     # over them are wasted: without them the costliest 1 MiB body (nested
     # arrays) parses in 30-40 ms instead of 100-160, a stretch in which no
@@ -685,12 +694,7 @@ def load_json(body: bytes) -> Any:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        value = json.loads(
-            body.decode("utf-8"),
-            parse_constant=_refuse_constant,
-            parse_int=read_int,
-            parse_float=read_float,
-        )
+        value = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant, **hooks)
     except (_NonStandardConstant, ValueError, RecursionError):
         # check_json has accepted the text, so json cannot refuse it.
         raise errors.invalid_json() from None
