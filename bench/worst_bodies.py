@@ -289,12 +289,28 @@ class Worker:
         for line in self.process.stderr:
             self.log.append(line)
 
+    def _workers(self) -> list[int]:
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+            return [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+
     def stop(self) -> None:
+        # A worker stuck in a check (0.1.x's quadratic scan) ignores SIGTERM
+        # and would outlive its arbiter: it is killed by its id.
+        workers = self._workers()
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait(timeout=5)
+        for pid in workers:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
 
 
 def _stream(port: int, arrivals: list[float], stop: threading.Event, ready: threading.Event):
