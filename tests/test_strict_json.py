@@ -8,6 +8,10 @@ or Infinity were forwarded to fal.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import time
+import tracemalloc
 
 import flask
 import pytest
@@ -179,3 +183,105 @@ def test_load_json_reads_ordinary_values():
     assert load_json(b'{"n": 3, "g": 7.5, "s": "\\u00e9"}') == {"n": 3, "g": 7.5, "s": "\u00e9"}
     with pytest.raises(ProxyError, match="NaN is not a JSON value"):
         load_json(b"[NaN]")
+
+
+# What a body costs to check (issue 15): the cases below were measured
+# against 0.1.x. An unclosed string full of escaped quotes made the depth
+# scan backtrack quadratically (80 kB took 20 s), and checking built the
+# whole value: a 10 MiB "[{},{},...]" peaked at 262 MiB of Python memory.
+def _cpu_seconds(call, *args) -> float:
+    started = time.process_time()
+    try:
+        call(*args)
+    except ProxyError:
+        pass
+    return time.process_time() - started
+
+
+def test_an_unclosed_string_of_escaped_quotes_is_refused_at_once():
+    # Enough brackets that 0.1.x ran its depth scan over the string.
+    body = b"[" + b"[]," * 600 + b'"' + b'\\"' * 40_000
+    with pytest.raises(ProxyError, match="unterminated string starting at at line 1 column 1802"):
+        check_json(body)
+    # 0.1.x: about 20 s; now about a millisecond. The bound is generous on purpose.
+    assert _cpu_seconds(check_json, body) < 2.0
+
+
+@pytest.mark.parametrize(
+    ("unit", "valid"),
+    [(b"{}", True), (b"[[]]", True), (b"[" * 500 + b"]" * 500, True), (b'{"a":[1,"x"]}', False)],
+    ids=["empty-objects", "nested-pairs", "deep-chains", "spoiled-at-the-end"],
+)
+def test_checking_a_large_body_builds_nothing(unit, valid):
+    count = (4 << 20) // (len(unit) + 1)
+    body = b"[" + b",".join([unit] * count) + (b"]" if valid else b",]")
+    tracemalloc.start()
+    try:
+        if valid:
+            check_json(body)
+        else:
+            with pytest.raises(ProxyError, match="at line 1 column"):
+                check_json(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # 0.1.x built the value: tens of times the body. Now a few slices at most.
+    assert peak < len(body) // 8, (peak, len(body))
+
+
+def test_a_large_body_is_checked_in_slices_with_pauses_between(monkeypatch):
+    # Under gevent's monkey-patching, time.sleep is the cooperative pause.
+    import flask_fal_proxy.validation as validation
+
+    pauses = []
+    monkeypatch.setattr(validation.time, "sleep", pauses.append)
+    monkeypatch.setattr(validation, "_PAUSE_EVERY", 0.0)
+    body = b"[" + b",".join([b'{"a": [1, 2.5, "x", null]}'] * 40_000) + b"]"
+    check_json(body)
+    assert len(pauses) >= len(body) // validation._SLICE - 1
+    assert set(pauses) == {validation._PAUSE} and validation._PAUSE > 0
+
+
+_GEVENT_STALL = """
+from gevent import monkey; monkey.patch_all()
+import gevent, socket, sys, time
+from flask_fal_proxy.errors import ProxyError
+from flask_fal_proxy.validation import check_json
+body = b"[" + b",".join([b"[[]]"] * ((8 << 20) // 5)) + b"]"
+near, far = socket.socketpair()
+arrivals = []
+def tick():
+    for _ in range(400):
+        near.send(b"x")
+        time.sleep(0.01)
+def read():
+    while far.recv(64):
+        arrivals.append(time.monotonic())
+workers = [gevent.spawn(tick), gevent.spawn(read)]
+gevent.sleep(0.1)
+started = time.monotonic()
+check_json(body)
+ended = time.monotonic()
+gevent.sleep(0.05)
+during = [t for t in arrivals if started - 0.02 <= t <= ended + 0.05]
+gaps = [b - a for a, b in zip(during, during[1:])]
+print(max(gaps) if len(during) > 1 else ended - started, ended - started)
+"""
+
+
+def test_a_stream_on_the_same_gevent_worker_keeps_flowing_while_a_large_body_is_checked():
+    done = subprocess.run(
+        [sys.executable, "-c", _GEVENT_STALL], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    gap, took = map(float, done.stdout.split())
+    # 0.1.x held the worker for the whole check (about 1 s here). The check now
+    # pauses every 10 ms of work; the bound leaves room for a loaded machine.
+    assert gap < 0.4, (gap, took)
+
+
+def test_load_json_checks_linearly_before_it_parses():
+    body = b"[" + b"[]," * 600 + b'"' + b'\\"' * 40_000
+    with pytest.raises(ProxyError, match="unterminated string"):
+        load_json(body)
+    assert _cpu_seconds(load_json, body) < 2.0
