@@ -154,12 +154,11 @@ def is_cross_origin(request: flask.Request) -> bool:
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         return site.strip().lower() in _FOREIGN_FETCH_SITES
-    origins = request.headers.getlist("Origin")
-    if not origins:
+    origin = request.headers.get("Origin")
+    if origin is None:
         return False
-    if len(origins) > 1:
+    if len(request.headers.getlist("Origin")) > 1:
         return True
-    origin = origins[0]
     if origin == "null":
         return True
     host = origin.partition("://")[2]
