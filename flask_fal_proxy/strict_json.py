@@ -258,7 +258,11 @@ def _number_end(b: bytes, pos: int, pacer: _Pacer) -> int:
 
 
 def _scan(b: bytes) -> None:
-    """Walk ``b`` as one JSON text; raise ``_Malformed`` where json would fail."""
+    """Walk ``b`` as one JSON text; raise ``_Malformed`` where json would fail.
+
+    Each step starts in one of the states and returns the position and state
+    it reaches; the stack of open brackets is the only thing they share.
+    """
     n = len(b)
     stack = bytearray()
     state = _VALUE
@@ -272,125 +276,139 @@ def _scan(b: bytes) -> None:
         if pos >= next_pause:
             pacer.pause_if_due()
             next_pause = pos + _SLICE
-        limit = pos + _SLICE
-        depth = len(stack)
-        patterns = _AT_DEPTH[depth]
-
         if state == _AFTER:
-            if not depth:
+            if not stack:
                 pos = _skip_whitespace(b, pos, pacer)
                 if pos != n:
                     raise _Malformed("Extra data", pos)
                 return
-            top = stack[-1]
-            if top == _OPEN_ARRAY:
-                pos = patterns.array_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
-                closer = _CLOSE_ARRAY
-            else:
-                pos = patterns.object_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
-                closer = _CLOSE_OBJECT
-            if pos < n and b[pos] in _WHITESPACE_BYTES:
-                pos = _skip_whitespace(b, pos, pacer)
-            c = b[pos] if pos < n else -1
-            if c == closer:
-                run = _CLOSER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
-                if run > 1:
-                    # A run of bare closing brackets: compare it with the stack.
-                    count = min(run, depth)
-                    if stack[-count:][::-1].translate(_CLOSING) == b[pos : pos + count]:
-                        del stack[-count:]
-                        pos += count
-                        continue
-                up = patterns.up.match(b, pos, limit)
-                closers = b"".join(patterns.up_kinds.findall(b, pos, up.end())) if up else b""
-                count = len(closers)
-                if count and stack[-count:][::-1].translate(_CLOSING) == closers:
-                    del stack[-count:]
-                    pos = up.end()  # type: ignore[union-attr]
-                else:
-                    # A closing bracket of the wrong kind further up (or one
-                    # past the slice): close this level alone, step by step.
-                    stack.pop()
-                    pos += 1
-            elif c == _COMMA:
-                comma = pos
-                pos = _skip_whitespace(b, pos + 1, pacer)
-                if _TRAILING_COMMA_MESSAGE and pos < n and b[pos] == closer:
-                    kind = "array" if top == _OPEN_ARRAY else "object"
-                    raise _Malformed(f"Illegal trailing comma before end of {kind}", comma)
-                state = _VALUE if top == _OPEN_ARRAY else _KEY
+            pos, state = _after_value(b, pos, stack, pacer)
+            if state != _AFTER:
                 failed_value = pos
-            else:
-                raise _Malformed("Expecting ',' delimiter", pos)
             continue
-
+        limit = pos + _SLICE
         if pos < n and b[pos] in _WHITESPACE_BYTES:
             pos = _skip_whitespace(b, pos, pacer)
-        c = b[pos] if pos < n else -1
         if state == _KEY or state == _FIRST_KEY:
-            if state == _FIRST_KEY and c == _CLOSE_OBJECT:
-                stack.pop()
-                pos += 1
-                state = _AFTER
-                continue
-            if c != _QUOTE:
-                raise _Malformed("Expecting property name enclosed in double quotes", pos)
             key = pos
-            pos = _skip_whitespace(b, _string_end(b, pos, pacer), pacer)
-            if pos >= n or b[pos] != _COLON:
-                raise _Malformed("Expecting ':' delimiter", pos)
-            pos = _skip_whitespace(b, pos + 1, pacer)
-            if failed_value == key:
+            pos, state = _at_key(b, pos, state, stack, pacer)
+            if state == _VALUE and failed_value == key:
                 failed_value = pos
-            state = _VALUE
-            continue
-
-        value = patterns.value.match(b, pos, limit) if pos != failed_value else None
-        if value is not None:
-            pos = value.end()
-            state = _AFTER
-            continue
-        if c == _OPEN_ARRAY:
-            run = _OPENER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
-            if run > 1:
-                if depth + run > MAX_JSON_DEPTH:
-                    raise _Malformed(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
-                stack += b[pos : pos + run]
-                pos += run
-                state = _FIRST
-                continue
-        descent = _DESCENT_AT_DEPTH[depth]
-        if descent is not None and (c == _OPEN_ARRAY or c == _OPEN_OBJECT):
-            level, levels = descent
-            start = pos
-            for _ in range(levels):
-                down = level.match(b, pos, limit)
-                if down is None:
-                    break
-                stack.append(b[pos])
-                pos = down.end()
-            if pos != start:
-                state = _VALUE
-                continue
-        if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
-            if depth >= MAX_JSON_DEPTH:
-                raise _Malformed(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
-            stack.append(c)
-            pos += 1
-            state = _FIRST if c == _OPEN_ARRAY else _FIRST_KEY
-        elif state == _FIRST and c == _CLOSE_ARRAY:
-            stack.pop()
-            pos += 1
-            state = _AFTER
-        elif c == _CLOSE_ARRAY and _TRAILING_COMMA_MESSAGE and stack[-1:] == b"[":
-            # A descent ended after a sibling and its comma.
-            comma = pos - 1
-            while b[comma] in _WHITESPACE_BYTES:
-                comma -= 1
-            raise _Malformed("Illegal trailing comma before end of array", comma)
         else:
-            pos = _scalar_end(b, pos, pacer)
-            state = _AFTER
+            pos, state = _at_value(b, pos, limit, state, stack, pos != failed_value, pacer)
+
+
+def _after_value(b: bytes, pos: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
+    """After a value inside a container: its siblings, then a comma or closing brackets."""
+    n = len(b)
+    limit = pos + _SLICE
+    patterns = _AT_DEPTH[len(stack)]
+    top = stack[-1]
+    if top == _OPEN_ARRAY:
+        pos = patterns.array_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
+        closer = _CLOSE_ARRAY
+    else:
+        pos = patterns.object_siblings.match(b, pos, limit).end()  # type: ignore[union-attr]
+        closer = _CLOSE_OBJECT
+    if pos < n and b[pos] in _WHITESPACE_BYTES:
+        pos = _skip_whitespace(b, pos, pacer)
+    c = b[pos] if pos < n else -1
+    if c == closer:
+        return _close_levels(b, pos, limit, stack, patterns), _AFTER
+    if c != _COMMA:
+        raise _Malformed("Expecting ',' delimiter", pos)
+    comma = pos
+    pos = _skip_whitespace(b, pos + 1, pacer)
+    if _TRAILING_COMMA_MESSAGE and pos < n and b[pos] == closer:
+        kind = "array" if top == _OPEN_ARRAY else "object"
+        raise _Malformed(f"Illegal trailing comma before end of {kind}", comma)
+    return pos, _VALUE if top == _OPEN_ARRAY else _KEY
+
+
+def _close_levels(b: bytes, pos: int, limit: int, stack: bytearray, patterns: _Patterns) -> int:
+    """Close the level at ``pos``, and as many above it as one expression can."""
+    depth = len(stack)
+    run = _CLOSER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
+    if run > 1:
+        # A run of bare closing brackets: compare it with the stack.
+        count = min(run, depth)
+        if stack[-count:][::-1].translate(_CLOSING) == b[pos : pos + count]:
+            del stack[-count:]
+            return pos + count
+    up = patterns.up.match(b, pos, limit)
+    closers = b"".join(patterns.up_kinds.findall(b, pos, up.end())) if up else b""
+    count = len(closers)
+    if count and stack[-count:][::-1].translate(_CLOSING) == closers:
+        del stack[-count:]
+        return up.end()  # type: ignore[union-attr]
+    # A closing bracket of the wrong kind further up (or one past the slice):
+    # close this level alone, step by step.
+    stack.pop()
+    return pos + 1
+
+
+def _at_key(b: bytes, pos: int, state: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
+    """A member's key and its colon, or the end of an empty object."""
+    if state == _FIRST_KEY and pos < len(b) and b[pos] == _CLOSE_OBJECT:
+        stack.pop()
+        return pos + 1, _AFTER
+    if pos >= len(b) or b[pos] != _QUOTE:
+        raise _Malformed("Expecting property name enclosed in double quotes", pos)
+    pos = _skip_whitespace(b, _string_end(b, pos, pacer), pacer)
+    if pos >= len(b) or b[pos] != _COLON:
+        raise _Malformed("Expecting ':' delimiter", pos)
+    return _skip_whitespace(b, pos + 1, pacer), _VALUE
+
+
+def _at_value(
+    b: bytes, pos: int, limit: int, state: int, stack: bytearray, whole: bool, pacer: _Pacer
+) -> tuple[int, int]:
+    """A value: whole by expression if ``whole`` and it fits, else one level or scalar."""
+    if whole:
+        value = _AT_DEPTH[len(stack)].value.match(b, pos, limit)
+        if value is not None:
+            return value.end(), _AFTER
+    c = b[pos] if pos < len(b) else -1
+    if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
+        return _open_levels(b, pos, limit, c, stack)
+    if state == _FIRST and c == _CLOSE_ARRAY:
+        stack.pop()
+        return pos + 1, _AFTER
+    if c == _CLOSE_ARRAY and _TRAILING_COMMA_MESSAGE and stack[-1:] == b"[":
+        # A descent ended after a sibling and its comma.
+        comma = pos - 1
+        while b[comma] in _WHITESPACE_BYTES:
+            comma -= 1
+        raise _Malformed("Illegal trailing comma before end of array", comma)
+    return _scalar_end(b, pos, pacer), _AFTER
+
+
+def _open_levels(b: bytes, pos: int, limit: int, c: int, stack: bytearray) -> tuple[int, int]:
+    """Open the container at ``pos``, and as many levels below it as can be seen at once."""
+    depth = len(stack)
+    if c == _OPEN_ARRAY:
+        run = _OPENER_RUN.match(b, pos, pos + _SLICE).end() - pos  # type: ignore[union-attr]
+        if run > 1:
+            if depth + run > MAX_JSON_DEPTH:
+                raise _Malformed(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
+            stack += b[pos : pos + run]
+            return pos + run, _FIRST
+    descent = _DESCENT_AT_DEPTH[depth]
+    if descent is not None:
+        level, levels = descent
+        start = pos
+        for _ in range(levels):
+            down = level.match(b, pos, limit)
+            if down is None:
+                break
+            stack.append(b[pos])
+            pos = down.end()
+        if pos != start:
+            return pos, _VALUE
+    if depth >= MAX_JSON_DEPTH:
+        raise _Malformed(f"it is nested deeper than {MAX_JSON_DEPTH} levels")
+    stack.append(c)
+    return pos + 1, _FIRST if c == _OPEN_ARRAY else _FIRST_KEY
 
 
 def _check_utf8(body: bytes) -> None:
