@@ -260,8 +260,9 @@ def _number_end(b: bytes, pos: int, pacer: _Pacer) -> int:
 def _scan(b: bytes) -> None:
     """Walk ``b`` as one JSON text; raise ``_Malformed`` where json would fail.
 
-    Each step starts in one of the states and returns the position and state
-    it reaches; the stack of open brackets is the only thing they share.
+    The loop keeps the hottest paths (a value matched whole, a deeper
+    container) inline; each other step starts in one state and returns the
+    position and the state it reaches.
     """
     n = len(b)
     stack = bytearray()
@@ -278,9 +279,7 @@ def _scan(b: bytes) -> None:
             next_pause = pos + _SLICE
         if state == _AFTER:
             if not stack:
-                pos = _skip_whitespace(b, pos, pacer)
-                if pos != n:
-                    raise _Malformed("Extra data", pos)
+                _expect_end(b, pos, pacer)
                 return
             pos, state = _after_value(b, pos, stack, pacer)
             if state != _AFTER:
@@ -294,8 +293,25 @@ def _scan(b: bytes) -> None:
             pos, state = _at_key(b, pos, state, stack, pacer)
             if state == _VALUE and failed_value == key:
                 failed_value = pos
+            continue
+        if pos != failed_value:
+            value = _AT_DEPTH[len(stack)].value.match(b, pos, limit)
+            if value is not None:
+                pos = value.end()
+                state = _AFTER
+                continue
+        c = b[pos] if pos < n else -1
+        if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
+            pos, state = _open_levels(b, pos, limit, c, stack)
         else:
-            pos, state = _at_value(b, pos, limit, state, stack, pos != failed_value, pacer)
+            pos, state = _at_scalar(b, pos, state, stack, pacer)
+
+
+def _expect_end(b: bytes, pos: int, pacer: _Pacer) -> None:
+    """After the top-level value: only whitespace."""
+    pos = _skip_whitespace(b, pos, pacer)
+    if pos != len(b):
+        raise _Malformed("Extra data", pos)
 
 
 def _after_value(b: bytes, pos: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
@@ -360,17 +376,9 @@ def _at_key(b: bytes, pos: int, state: int, stack: bytearray, pacer: _Pacer) -> 
     return _skip_whitespace(b, pos + 1, pacer), _VALUE
 
 
-def _at_value(
-    b: bytes, pos: int, limit: int, state: int, stack: bytearray, whole: bool, pacer: _Pacer
-) -> tuple[int, int]:
-    """A value: whole by expression if ``whole`` and it fits, else one level or scalar."""
-    if whole:
-        value = _AT_DEPTH[len(stack)].value.match(b, pos, limit)
-        if value is not None:
-            return value.end(), _AFTER
+def _at_scalar(b: bytes, pos: int, state: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
+    """Where a value is due and no container opens: a scalar, or the end of an empty array."""
     c = b[pos] if pos < len(b) else -1
-    if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
-        return _open_levels(b, pos, limit, c, stack)
     if state == _FIRST and c == _CLOSE_ARRAY:
         stack.pop()
         return pos + 1, _AFTER
