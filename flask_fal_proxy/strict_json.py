@@ -39,9 +39,9 @@ __all__ = ["MAX_INTEGER_DIGITS", "MAX_JSON_DEPTH", "check_json", "load_json"]
 # levels), shallow enough that the parser never nears Python's recursion limit.
 MAX_JSON_DEPTH = 512
 
-# Values up to _REGEX_DEPTH deep are matched whole in C; at most
-# _LEVEL_BATCH levels are opened or closed by one expression; no expression
-# sees more than _SLICE bytes; a pause of _PAUSE follows every _PAUSE_EVERY.
+# Values up to _REGEX_DEPTH deep are matched whole; up to _LEVEL_BATCH levels
+# are opened in one step, or closed by one expression; no expression sees more
+# than _SLICE bytes; a pause of _PAUSE follows every _PAUSE_EVERY of checking.
 _REGEX_DEPTH = 4
 _LEVEL_BATCH = 128
 _SLICE = 64 * 1024
