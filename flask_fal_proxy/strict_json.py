@@ -260,9 +260,7 @@ def _number_end(b: bytes, pos: int, pacer: _Pacer) -> int:
 def _scan(b: bytes) -> None:
     """Walk ``b`` as one JSON text; raise ``_Malformed`` where json would fail.
 
-    The loop keeps the hottest paths (a value matched whole, a deeper
-    container) inline; each other step starts in one state and returns the
-    position and the state it reaches.
+    The hottest steps stay in this loop; the others return where they end.
     """
     n = len(b)
     stack = bytearray()
@@ -289,10 +287,7 @@ def _scan(b: bytes) -> None:
         if pos < n and b[pos] in _WHITESPACE_BYTES:
             pos = _skip_whitespace(b, pos, pacer)
         if state == _KEY or state == _FIRST_KEY:
-            key = pos
-            pos, state = _at_key(b, pos, state, stack, pacer)
-            if state == _VALUE and failed_value == key:
-                failed_value = pos
+            pos, state, failed_value = _at_key(b, pos, state, stack, failed_value, pacer)
             continue
         if pos != failed_value:
             value = _AT_DEPTH[len(stack)].value.match(b, pos, limit)
@@ -303,8 +298,13 @@ def _scan(b: bytes) -> None:
         c = b[pos] if pos < n else -1
         if c == _OPEN_ARRAY or c == _OPEN_OBJECT:
             pos, state = _open_levels(b, pos, limit, c, stack)
+        elif state == _FIRST and c == _CLOSE_ARRAY:
+            stack.pop()
+            pos += 1
+            state = _AFTER
         else:
-            pos, state = _at_scalar(b, pos, state, stack, pacer)
+            pos = _at_scalar(b, pos, stack, pacer)
+            state = _AFTER
 
 
 def _expect_end(b: bytes, pos: int, pacer: _Pacer) -> None:
@@ -363,32 +363,36 @@ def _close_levels(b: bytes, pos: int, limit: int, stack: bytearray, patterns: _P
     return pos + 1
 
 
-def _at_key(b: bytes, pos: int, state: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
-    """A member's key and its colon, or the end of an empty object."""
+def _at_key(
+    b: bytes, pos: int, state: int, stack: bytearray, failed_value: int, pacer: _Pacer
+) -> tuple[int, int, int]:
+    """A member's key and its colon, or the end of an empty object.
+
+    A member the siblings' expression failed on has its value failed too.
+    """
     if state == _FIRST_KEY and pos < len(b) and b[pos] == _CLOSE_OBJECT:
         stack.pop()
-        return pos + 1, _AFTER
+        return pos + 1, _AFTER, failed_value
     if pos >= len(b) or b[pos] != _QUOTE:
         raise _Malformed("Expecting property name enclosed in double quotes", pos)
+    key = pos
     pos = _skip_whitespace(b, _string_end(b, pos, pacer), pacer)
     if pos >= len(b) or b[pos] != _COLON:
         raise _Malformed("Expecting ':' delimiter", pos)
-    return _skip_whitespace(b, pos + 1, pacer), _VALUE
+    pos = _skip_whitespace(b, pos + 1, pacer)
+    return pos, _VALUE, pos if failed_value == key else failed_value
 
 
-def _at_scalar(b: bytes, pos: int, state: int, stack: bytearray, pacer: _Pacer) -> tuple[int, int]:
-    """Where a value is due and no container opens: a scalar, or the end of an empty array."""
+def _at_scalar(b: bytes, pos: int, stack: bytearray, pacer: _Pacer) -> int:
+    """The end of the scalar due at ``pos`` (where no container opens)."""
     c = b[pos] if pos < len(b) else -1
-    if state == _FIRST and c == _CLOSE_ARRAY:
-        stack.pop()
-        return pos + 1, _AFTER
     if c == _CLOSE_ARRAY and _TRAILING_COMMA_MESSAGE and stack[-1:] == b"[":
         # A descent ended after a sibling and its comma.
         comma = pos - 1
         while b[comma] in _WHITESPACE_BYTES:
             comma -= 1
         raise _Malformed("Illegal trailing comma before end of array", comma)
-    return _scalar_end(b, pos, pacer), _AFTER
+    return _scalar_end(b, pos, pacer)
 
 
 def _open_levels(b: bytes, pos: int, limit: int, c: int, stack: bytearray) -> tuple[int, int]:
