@@ -46,6 +46,7 @@ RELAYED_CAP = 32 * MiB  # config.DEFAULT_MAX_REQUEST_BODY_BYTES: the fal and pro
 FACADE_CAP = 1 * MiB  # openai_compat.blueprint.MAX_JSON_BYTES
 TICK = 0.01
 TARGET = "https://fal.run/fal-ai/flux/dev"
+BEFORE_REF = "main"  # what "before" is, unless --before names a file
 
 
 def _repeat(unit: bytes, size: int) -> bytes:
@@ -88,39 +89,55 @@ STALL_SHAPES = [
 ]
 
 
-def old_validation(path: str | None) -> Path:
-    """The validation module as on main, saved where a child process can import it."""
-    if path:
-        return Path(path)
-    source = subprocess.run(
-        ["git", "show", "main:flask_fal_proxy/validation.py"],
+def _main_module(name: str) -> str | None:
+    """A module of the package as on main, importable from outside it, or ``None``."""
+    shown = subprocess.run(
+        ["git", "show", f"{BEFORE_REF}:flask_fal_proxy/{name}.py"],
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    # Imported from this checkout's package; a helper that moved between
-    # modules (the JSON check needs none of them) is looked up in either.
-    source = source.replace("from . import errors", "from flask_fal_proxy import errors")
-    source = re.sub(
+    )
+    if shown.returncode != 0:
+        return None
+    # Imported from this checkout's package, except the JSON check's own
+    # module, which is main's too; a helper that moved between modules (the
+    # JSON check needs none of them) is looked up in either.
+    source = shown.stdout.replace("from . import errors", "from flask_fal_proxy import errors")
+    source = source.replace("\nfrom .strict_json ", "\nfrom worst_bodies_old_strict_json ")
+    return re.sub(
         r"^from \.(\w+) import (.+)$",
         r"try:\n    from flask_fal_proxy.\1 import \2\nexcept ImportError:\n    pass",
         source,
         flags=re.M,
     )
-    saved = Path(tempfile.gettempdir()) / "worst_bodies_old_validation.py"
+
+
+def old_validation(path: str | None) -> Path:
+    """The validation module as on main, saved where a child process can import it."""
+    if path:
+        return Path(path)
+    folder = Path(tempfile.gettempdir()) / "worst_bodies_before"
+    folder.mkdir(exist_ok=True)
+    strict_json = _main_module("strict_json")
+    if strict_json is not None:
+        (folder / "worst_bodies_old_strict_json.py").write_text(strict_json)
+    source = _main_module("validation")
+    if source is None:
+        raise SystemExit(f"no flask_fal_proxy/validation.py on {BEFORE_REF}")
+    saved = folder / "worst_bodies_old_validation.py"
     saved.write_text(source)
     return saved
 
 
 def load_validation(path: str) -> object:
-    """This checkout's validation module, or the one at ``path``."""
+    """This checkout's validation module, or the one at ``path`` (with its neighbours)."""
     if not path:
         from flask_fal_proxy import validation
 
         return validation
     import importlib.util
 
+    sys.path.insert(0, str(Path(path).parent))
     spec = importlib.util.spec_from_file_location("old_validation", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

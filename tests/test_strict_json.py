@@ -231,15 +231,15 @@ def test_checking_a_large_body_builds_nothing(unit, valid):
 
 def test_a_large_body_is_checked_in_slices_with_pauses_between(monkeypatch):
     # Under gevent's monkey-patching, time.sleep is the cooperative pause.
-    import flask_fal_proxy.validation as validation
+    import flask_fal_proxy.strict_json as strict_json
 
     pauses = []
-    monkeypatch.setattr(validation.time, "sleep", pauses.append)
-    monkeypatch.setattr(validation, "_PAUSE_EVERY", 0.0)
+    monkeypatch.setattr(strict_json.time, "sleep", pauses.append)
+    monkeypatch.setattr(strict_json, "_PAUSE_EVERY", 0.0)
     body = b"[" + b",".join([b'{"a": [1, 2.5, "x", null]}'] * 40_000) + b"]"
     check_json(body)
-    assert len(pauses) >= len(body) // validation._SLICE - 1
-    assert set(pauses) == {validation._PAUSE} and validation._PAUSE > 0
+    assert len(pauses) >= len(body) // strict_json._SLICE - 1
+    assert set(pauses) == {strict_json._PAUSE} and strict_json._PAUSE > 0
 
 
 _GEVENT_STALL = """

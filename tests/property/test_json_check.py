@@ -25,7 +25,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from wire import budget
 
-import flask_fal_proxy.validation as validation
+import flask_fal_proxy.strict_json as strict_json
 from flask_fal_proxy.errors import ProxyError
 from flask_fal_proxy.validation import MAX_JSON_DEPTH, check_json
 
@@ -163,7 +163,7 @@ def texts(draw: st.DrawFn) -> bytes:
 
 @pytest.fixture
 def slices(monkeypatch) -> Iterator[object]:
-    yield lambda size: monkeypatch.setattr(validation, "_SLICE", size)
+    yield lambda size: monkeypatch.setattr(strict_json, "_SLICE", size)
 
 
 @budget(300)
