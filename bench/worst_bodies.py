@@ -227,7 +227,8 @@ def create_app():  # gunicorn's entry point: worst_bodies:create_app()
     import flask
 
     from flask_fal_proxy import blueprint as blueprint_module
-    from flask_fal_proxy import create_blueprint, default_session
+    from flask_fal_proxy import create_blueprint
+    from flask_fal_proxy.relay import default_session
     from flask_fal_proxy.testing import LoopbackAdapter
 
     path = os.environ.get("WORST_BODIES_VALIDATION", "")
