@@ -144,6 +144,18 @@ _registered: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.We
 _registering = threading.Lock()
 
 
+def _child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, kept on the metric: labels() takes a lock and checks
+    its arguments on every call, and a call's labels are a few bounded values that repeat."""
+    children = metric.__dict__.get("_flask_fal_proxy_children")
+    if children is None:
+        children = metric._flask_fal_proxy_children = {}
+    child = children.get(values)
+    if child is None:
+        child = children[values] = metric.labels(*values)
+    return child
+
+
 def _metrics_for(registry: CollectorRegistry) -> _Metrics:
     with _registering:
         metrics = _registered.get(registry)
@@ -255,7 +267,7 @@ class MetricsObserver:
         self._metrics = _metrics_for(registry if registry is not None else REGISTRY)
 
     def admit(self, call: Call, request: flask.Request) -> None:
-        self._metrics.in_flight.labels(call.face).inc()
+        _child(self._metrics.in_flight, call.face).inc()
         call.notes[_IN_FLIGHT_NOTE] = True
 
     def response(
@@ -270,16 +282,16 @@ class MetricsObserver:
         m = self._metrics
         admitted = bool(call.notes.pop(_IN_FLIGHT_NOTE, False))
         if admitted:
-            m.in_flight.labels(call.face).dec()
+            _child(m.in_flight, call.face).dec()
         endpoint = endpoint_label(call.upstream, call.endpoint)
         if endpoint != _NO_ENDPOINT:
             endpoint = m.endpoints.label(endpoint, admitted)
         status = str(call.status) if call.status is not None else "none"
-        m.calls.labels(call.face, call.upstream, endpoint, status).inc()
+        _child(m.calls, call.face, call.upstream, endpoint, status).inc()
         if call.refusal is not None:
-            m.refusals.labels(call.face, call.refusal).inc()
+            _child(m.refusals, call.face, call.refusal).inc()
             return
-        m.duration.labels(call.face, call.upstream).observe(call.duration)
+        _child(m.duration, call.face, call.upstream).observe(call.duration)
         self._count_spend(call, endpoint)
         self._count_tokens(call)
 
@@ -292,10 +304,10 @@ class MetricsObserver:
         cost = _money(notes.get(COST_NOTE))
         if cost:
             counter = m.reserved if notes.get(ESTIMATED_NOTE) is True else m.spend
-            counter.labels(call.face, endpoint).inc(cost)
+            _child(counter, call.face, endpoint).inc(cost)
         released = _money(notes.get(RELEASED_NOTE))
         if released:
-            m.released.labels(call.face, endpoint).inc(released)
+            _child(m.released, call.face, endpoint).inc(released)
 
     def _count_tokens(self, call: Call) -> None:
         tokens = call.notes.get(TOKENS_NOTE)
@@ -308,7 +320,7 @@ class MetricsObserver:
         for kind in ("input", "output"):
             count = tokens.get(kind)
             if isinstance(count, int) and not isinstance(count, bool) and count > 0:
-                self._metrics.tokens.labels(call.upstream, model, kind).inc(count)
+                _child(self._metrics.tokens, call.upstream, model, kind).inc(count)
 
 
 def metrics_response(registry: CollectorRegistry | None = None) -> flask.Response:

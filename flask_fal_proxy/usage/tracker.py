@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -109,13 +110,41 @@ class _State:
         self.lock = threading.Lock()
 
 
+# Above this, an input is not parsed whole to be estimated: its fields are
+# found by a scan (a data URI image can make a body tens of MiB, and building
+# it would cost what the body check was made to avoid).
+_PARSED_BODY_LIMIT = 64 * 1024
+_ESTIMATE_FIELD = re.compile(
+    rb'"(num_images|duration|width|height)"\s*:\s*(-?[0-9][0-9.eE+-]{0,30})'
+    rb'|"(image_size)"\s*:\s*("[A-Za-z0-9_]{1,40}"|\{[^{}]{0,200}\})'
+)
+
+
 def _json_body(body: bytes | None) -> Any:
     if not body:
         return None
+    if len(body) > _PARSED_BODY_LIMIT:
+        return _estimate_fields(body)
     try:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def _estimate_fields(body: bytes) -> dict[str, Any]:
+    """The fields an estimate reads, from a large body, without building it (first of each)."""
+    found: dict[str, Any] = {}
+    for match in _ESTIMATE_FIELD.finditer(body):
+        name = (match[1] or match[3]).decode()
+        if name in found:
+            continue
+        try:
+            found[name] = json.loads(match[2] or match[4])
+        except ValueError:
+            continue
+        if len(found) == 5:
+            break
+    return found
 
 
 def _queue_result_id(path: str) -> str | None:
@@ -239,7 +268,7 @@ class UsageTracker:
         if self.identify is not None:
             call.user = self.user_of(request)
         now = datetime.now(timezone.utc)
-        day = now.strftime("%Y-%m-%d")
+        day = f"{now.year:04d}-{now.month:02d}-{now.day:02d}"
         if call.upstream == "fal":
             self._admit_fal(call, now, day)
         elif call.upstream in ("anthropic", "openai"):

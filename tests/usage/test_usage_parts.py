@@ -325,3 +325,27 @@ def test_the_record_carries_the_token_counts(caplog: pytest.LogCaptureFixture) -
     record = json.loads(line)
     assert record["tokens"]["model"] == "claude-haiku-4-5" and record["user"] is None
     assert "ak" not in json.dumps({k: v for k, v in record.items() if k != "tokens"}).split('"')
+
+
+def test_a_large_input_is_estimated_without_building_it():
+    # A data URI makes a fal input tens of MiB; building it to read num_images
+    # would cost what the body check was made to avoid.
+    import json as _json
+    import tracemalloc
+
+    from flask_fal_proxy.usage.tracker import _json_body
+
+    body = _json.dumps(
+        {
+            "image_url": "data:image/png;base64," + "A" * (8 << 20),
+            "num_images": 3,
+            "image_size": "square_hd",
+            "duration": 4,
+        }
+    ).encode()
+    tracemalloc.start()
+    fields = _json_body(body)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert fields == {"num_images": 3, "image_size": "square_hd", "duration": 4}
+    assert peak < len(body) // 16
