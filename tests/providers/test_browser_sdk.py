@@ -56,8 +56,13 @@ def page_origin():
 
 
 def run_page(url: str) -> dict:
+    return run_script("stream.mjs", url)
+
+
+def run_script(script: str, *args: str) -> dict:
+    """Run a script of tests/providers/browser; its last stdout line is its JSON report."""
     done = subprocess.run(
-        ["node", str(BROWSER_DIR / "stream.mjs"), url],
+        ["node", str(BROWSER_DIR / script), *args],
         cwd=BROWSER_DIR,
         env=clean_env(),
         capture_output=True,
@@ -66,7 +71,7 @@ def run_page(url: str) -> dict:
     )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise AssertionError(f"stream.mjs failed ({done.returncode}):\n{done.stderr}")
+        raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stderr}")
     return json.loads(lines[-1])
 
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import flask
 import pytest
-from e2e.harness import CHROMIUM, clean_env, require
+from e2e.harness import CHROMIUM, require
 
 from flask_fal_proxy.providers import create_provider_blueprint
 from providers.provider_support import ANTHROPIC_KEY, ELEVENLABS_KEY, Served
-from providers.test_browser_sdk import BROWSER_DIR
+from providers.test_browser_sdk import BROWSER_DIR, run_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -45,18 +44,7 @@ def _app(anthropic, elevenlabs, seen: list) -> flask.Flask:
 
 
 def _run(page_url: str, proxy: str) -> dict:
-    done = subprocess.run(
-        ["node", str(BROWSER_DIR / "foreign.mjs"), page_url, proxy],
-        cwd=BROWSER_DIR,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise AssertionError(f"foreign.mjs failed ({done.returncode}):\n{done.stderr}")
-    return json.loads(lines[-1])
+    return run_script("foreign.mjs", page_url, proxy)
 
 
 def test_a_foreign_page_reaches_no_provider(fakes):
