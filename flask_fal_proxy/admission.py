@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -131,9 +132,9 @@ def trust_origins(app: flask.Flask, origins: Iterable[str]) -> None:
     _state(app)["trusted_origins"].update(origins)
 
 
-def trusted_origins(app: flask.Flask) -> frozenset[str]:
+def trusted_origins(app: flask.Flask) -> AbstractSet[str]:
     state = app.extensions.get(_EXTENSION)
-    return frozenset(state["trusted_origins"]) if state else frozenset()
+    return state["trusted_origins"] if state else frozenset()  # type: ignore[no-any-return]
 
 
 # Values of Sec-Fetch-Site with which a browser says another site started the call.
@@ -174,6 +175,8 @@ class Outbound:
     endpoint: str = ""
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # What the observers may read (``Call.notes``), and what only the face's own send uses.
+    notes: dict[str, Any] = field(default_factory=dict)
     extra: Any = None
 
 
@@ -243,8 +246,10 @@ class Face:
     # --- the path ---------------------------------------------------------------
     def handle(self, request: flask.Request) -> Response:
         watchers = observers(flask.current_app)
-        call = Call(self.name, self.upstream, request.method) if watchers else None
-        flask.g._fal_proxy_call = call
+        call = None
+        if watchers:
+            # Found by refused() if a step below refuses.
+            call = flask.g._fal_proxy_call = Call(self.name, self.upstream, request.method)
         self.check_origin(request)
         outbound = self.rules(request)
         self.authenticate(request)
@@ -255,15 +260,10 @@ class Face:
             return self.send(_NO_CALL, outbound, ())
         call.endpoint, call.url, call.body = outbound.endpoint, outbound.url, outbound.body
         call.bytes_in = len(outbound.body or b"") or (request.content_length or 0)
-        if isinstance(outbound.extra, dict) and "fal_inputs" in outbound.extra:
-            call.notes["fal_inputs"] = outbound.extra["fal_inputs"]
+        call.notes.update(outbound.notes)
         for watcher in watchers:
             watcher.admit(call, request)
-        try:
-            response = self.send(call, outbound, watchers)
-        except BaseException:
-            flask.g._fal_proxy_call = call
-            raise
+        response = self.send(call, outbound, watchers)
         flask.g._fal_proxy_call = None
         return _recorded(response, call, watchers)
 

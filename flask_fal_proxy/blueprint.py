@@ -19,9 +19,10 @@ import requests
 from . import errors
 from .admission import Face, Outbound, mount_face, trust_origins
 from .config import ProxyConfig
+from .credentials import credential_header_value
 from .fal_protocol import CLIENT_PROXY_HEADER, DEFAULT_PROXY_ROUTE, TARGET_URL_HEADER
 from .relay import Relay, connection_tokens, pick_headers
-from .validation import Target, is_header_value, parse_target_url, read_json_body
+from .validation import Target, parse_target_url, read_json_body
 
 __all__ = ["create_blueprint", "fal_request_headers"]
 
@@ -112,14 +113,12 @@ class _FalFace(Face):
             raise errors.unauthorized()
 
     def credential(self, request: flask.Request) -> str:
-        authorization = self.resolve_fal_auth(request)
-        if not authorization:
-            raise errors.missing_credentials(
-                "fal", "set FAL_KEY in app.config or the environment, or pass resolve_fal_auth"
-            )
-        if not is_header_value(authorization):
-            raise errors.invalid_credentials("fal", "FAL_KEY")
-        return authorization
+        return credential_header_value(
+            self.resolve_fal_auth(request),
+            "fal",
+            "FAL_KEY",
+            "set FAL_KEY in app.config or the environment, or pass resolve_fal_auth",
+        )
 
     def read_body(self, request: flask.Request, outbound: Outbound) -> None:
         if outbound.method not in ("GET", "HEAD"):

@@ -11,14 +11,11 @@ requests would quote it in an exception message.
 from __future__ import annotations
 
 import os
-import re
 
 from . import errors
+from .validation import is_header_value
 
 __all__ = ["credential_header_value", "fal_authorization", "server_setting"]
-
-_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
-
 
 def server_setting(name: str) -> str:
     """``name`` from the current app's config, else the environment; stripped, or ``""``."""
@@ -39,12 +36,18 @@ def fal_authorization() -> str | None:
     return f"Key {key}" if key else None
 
 
-def credential_header_value(value: str | None, upstream: str, setting: str) -> str:
-    """``value`` if it can be sent as a header; the face's 500 refusal otherwise."""
+def credential_header_value(
+    value: str | None, upstream: str, setting: str, remedy: str = ""
+) -> str:
+    """``value`` if it can be sent as a header; the face's 500 refusal otherwise.
+
+    ``remedy`` is what the operator's log line says to do (by default: set
+    ``setting``); the client only learns that the proxy is misconfigured.
+    """
     if not value:
         raise errors.missing_credentials(
-            upstream, f"set {setting} in app.config or the environment"
+            upstream, remedy or f"set {setting} in app.config or the environment"
         )
-    if _HEADER_VALUE.fullmatch(value) is None:
+    if not is_header_value(value):
         raise errors.invalid_credentials(upstream, setting)
     return value

@@ -24,6 +24,7 @@ from typing import Any
 import flask
 import requests
 
+from .. import errors as core_errors
 from .. import validation
 from ..admission import Call, Face, Observer, Outbound, mount_face, trust_origins
 from ..checks import checked_origins
@@ -190,7 +191,8 @@ class _ImagesAPI(Face):
         model, plan = self.edit_plan(request) if endpoint == "edits" else self.plan(request)
         outbound.endpoint = model.endpoint
         jobs = [plan.job_input(count) for count in plan.batches]
-        outbound.extra = {"fal_inputs": jobs, "model": model, "plan": plan}
+        outbound.notes["fal_inputs"] = jobs
+        outbound.extra = {"model": model, "plan": plan}
 
     def headers(self, request: flask.Request, outbound: Outbound, credential: Any) -> None:
         outbound.extra["keys"] = credential
@@ -205,7 +207,7 @@ class _ImagesAPI(Face):
                     watcher.response(call, method, url, status, headers)
 
             progress.observe = observe
-        return self.generate(extra["model"], extra["plan"], progress, extra["fal_inputs"])
+        return self.generate(extra["model"], extra["plan"], progress, outbound.notes["fal_inputs"])
 
     def render(self, error: ProxyError) -> flask.Response:
         if error.code == "budget_exceeded":
@@ -337,11 +339,8 @@ def _pool_from_settings() -> KeyPool:
     """
     keys = tuple(_split(server_setting("AI_KEYS")) or _split(server_setting("FAL_KEY")))
     if not keys:
-        raise ProxyError(
-            500,
-            "missing_credentials",
-            "The fal proxy has no fal credentials configured.",
-            log_line="no fal credentials: set AI_KEYS or FAL_KEY in app.config or the environment",
+        raise core_errors.missing_credentials(
+            "fal", "set AI_KEYS or FAL_KEY in app.config or the environment"
         )
     pool = _pools.get(keys)
     if pool is None:

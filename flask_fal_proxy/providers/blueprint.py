@@ -117,11 +117,12 @@ class _ProviderFace(Face):
         """The key header's value; the client's own key headers are never consulted."""
         spec = self.spec
         key = self.config.api_key or server_setting(spec.key_env)
-        if not key:
-            raise errors.missing_credentials(
-                spec.name, f"set {spec.key_env} in app.config or the environment, or pass api_key"
-            )
-        return credential_header_value(f"{spec.key_prefix}{key}", spec.name, spec.key_env)
+        return credential_header_value(
+            f"{spec.key_prefix}{key}" if key else None,
+            spec.name,
+            spec.key_env,
+            f"set {spec.key_env} in app.config or the environment, or pass api_key",
+        )
 
     def read_body(self, request: flask.Request, outbound: Outbound) -> None:
         outbound.body = read_body(request, self.config.max_request_body_bytes)
