@@ -96,6 +96,12 @@ def fal_call(endpoint: str = "fal-ai/flux/dev", face: str = "fal_proxy") -> Call
     return Call(face=face, upstream="fal", method="POST", endpoint=endpoint)
 
 
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A registry of its own per test, so no count carries over."""
+    return CollectorRegistry()
+
+
 class Budget:
     """An observer that refuses every call in admit, as a spent budget does."""
 
@@ -110,11 +116,6 @@ class Budget:
 
     def finish(self, call: Call) -> None:
         pass
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
 
 
 @pytest.mark.parametrize(

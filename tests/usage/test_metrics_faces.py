@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 
 import flask
 import pytest
+import test_metrics
 from conftest import PROXY, TEST_KEY, target
 from prometheus_client import CollectorRegistry
 from test_metrics import Samples, label_values, scrape, total, value
 
 from flask_fal_proxy.admission import Call, add_observer
-from flask_fal_proxy.errors import ProxyError
 from flask_fal_proxy.openai_compat import create_openai_blueprint, jobs
 from flask_fal_proxy.providers import create_provider_blueprint
 from flask_fal_proxy.testing import OPENAI_MODELS, FakeAnthropic, FakeFal
@@ -25,26 +25,9 @@ from flask_fal_proxy.usage.metrics import MetricsObserver
 FLUX = "https://fal.run/fal-ai/flux/dev"
 ANTHROPIC_KEY = "sk-ant-metrics-5ecret"
 
-
-class SpentBudget:
-    """Refuses every call in admit, as track_usage's budget observer does when a budget is spent."""
-
-    def admit(self, call: Call, request: flask.Request) -> None:
-        raise ProxyError(402, "budget_exceeded", "The daily budget is spent.")
-
-    def response(self, *args: object) -> None:
-        pass
-
-    def chunk(self, call: Call, data: bytes) -> None:
-        pass
-
-    def finish(self, call: Call) -> None:
-        pass
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
+# The same fixture and refusing observer as the unit tests.
+registry = test_metrics.registry
+SpentBudget = test_metrics.Budget
 
 
 @pytest.fixture
