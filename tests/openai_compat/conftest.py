@@ -16,6 +16,7 @@ import pytest
 
 from flask_fal_proxy.openai_compat import create_openai_blueprint, jobs
 from flask_fal_proxy.testing import FakeFal
+from openai_compat.fal_faults import FaultyFal
 from openai_compat.openai_support import (
     ACCESS_KEY,
     FAL_KEY,
@@ -87,3 +88,11 @@ def served(serve: Callable[..., Served]) -> Served:
 def api(served: Served) -> openai.OpenAI:
     """The SDK pointed at a facade with every catalogued model and one fal key."""
     return served.client()
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyFal]:
+    """A fal that cuts or stalls its answers at a chosen stage (fal_faults.py)."""
+    fal = FaultyFal()
+    yield fal
+    fal.close()

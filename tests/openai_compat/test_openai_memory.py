@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import flask
 import pytest
@@ -25,13 +25,6 @@ from openai_compat.openai_support import ACCESS_KEY, FAL_KEY, Served
 MODELS = {"nano-banana-edit": "fal-ai/nano-banana/edit", "sdxl": "fal-ai/fast-lightning-sdxl"}
 AUTH = {"Authorization": f"Bearer {ACCESS_KEY}"}
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def faulty() -> Iterator[FaultyFal]:
-    fal = FaultyFal()
-    yield fal
-    fal.close()
 
 
 @pytest.fixture

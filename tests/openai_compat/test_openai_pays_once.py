@@ -12,7 +12,7 @@ second so that a stall ends quickly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import flask
 import openai
@@ -26,13 +26,6 @@ from openai_compat.openai_support import ACCESS_KEY, FAL_KEY, Served
 
 MODELS = {"flux-dev": "fal-ai/flux/dev", "sdxl": "fal-ai/fast-lightning-sdxl"}
 AUTH = {"Authorization": f"Bearer {ACCESS_KEY}"}
-
-
-@pytest.fixture
-def faulty() -> Iterator[FaultyFal]:
-    fal = FaultyFal()
-    yield fal
-    fal.close()
 
 
 @pytest.fixture
