@@ -59,7 +59,20 @@ def run_page(url: str) -> dict:
     return run_script("stream.mjs", url)
 
 
-def run_script(script: str, *args: str) -> dict:
+def require_studio_page() -> None:
+    """Skip (locally) unless chromium, the browser scripts and the studio's bundle are there."""
+    require(os.access(CHROMIUM, os.X_OK), f"chromium is not installed at {CHROMIUM}")
+    require(
+        (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
+        "tests/providers/browser is not npm-installed",
+    )
+    require(
+        (BROWSER_DIR.parents[2] / "example_app" / "static" / "fal-client.js").is_file(),
+        "the example bundle is not built",
+    )
+
+
+def run_script(script: str, *args: str, timeout: float = 90) -> dict:
     """Run a script of tests/providers/browser; its last stdout line is its JSON report."""
     done = subprocess.run(
         ["node", str(BROWSER_DIR / script), *args],
@@ -67,7 +80,7 @@ def run_script(script: str, *args: str) -> dict:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
     )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:

@@ -8,15 +8,15 @@ lands in ``artifacts/`` for a human to look at.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.harness import ARTIFACTS, CHROMIUM, clean_env, gunicorn, require
+from e2e.harness import ARTIFACTS, clean_env, gunicorn
 
 from flask_fal_proxy.testing import FakeAnthropic, FakeElevenLabs, FakeFal
+from providers.test_browser_sdk import require_studio_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -26,15 +26,7 @@ KEYS = {name: f"{name.lower()}-{secrets.token_hex(6)}" for name in ("FAL", "ANTH
 
 
 def test_the_three_panels_work_through_their_routes():
-    require(os.access(CHROMIUM, os.X_OK), f"chromium is not installed at {CHROMIUM}")
-    require(
-        (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
-        "tests/providers/browser is not npm-installed",
-    )
-    require(
-        (ROOT / "example_app" / "static" / "fal-client.js").is_file(),
-        "the example bundle is not built",
-    )
+    require_studio_page()
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "browser-studio.png"
     shot.unlink(missing_ok=True)

@@ -11,20 +11,18 @@ asked again, when the app serves no usage route.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
-from e2e.harness import ARTIFACTS, CHROMIUM, clean_env, require
+from e2e.harness import ARTIFACTS
 from support import ServedApp
 
 from flask_fal_proxy import create_blueprint
 from flask_fal_proxy.testing import FakeFal
+from providers.test_browser_sdk import require_studio_page, run_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -113,26 +111,8 @@ def fal() -> Iterator[FakeFal]:
 
 
 def _run_page(url: str, mode: str, *extra: str) -> dict[str, Any]:
-    require(os.access(CHROMIUM, os.X_OK), f"chromium is not installed at {CHROMIUM}")
-    require(
-        (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(),
-        "tests/providers/browser is not npm-installed",
-    )
-    require(
-        (ROOT / "example_app" / "static" / "fal-client.js").is_file(),
-        "the example bundle is not built",
-    )
-    done = subprocess.run(
-        ["node", str(BROWSER_DIR / "usage.mjs"), url, mode, *extra],
-        cwd=BROWSER_DIR,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0 and lines, done.stderr
-    page = json.loads(lines[-1])
+    require_studio_page()
+    page = run_script("usage.mjs", url, mode, *extra, timeout=120)
     assert page["pageErrors"] == [], page["pageErrors"]
     assert page["imageState"] == "done", page
     return page
