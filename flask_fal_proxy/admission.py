@@ -138,7 +138,7 @@ def trusted_origins(app: flask.Flask) -> AbstractSet[str]:
 
 
 # Values of Sec-Fetch-Site with which a browser says another site started the call.
-_FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
 
 
 def is_cross_origin(request: flask.Request) -> bool:
@@ -154,7 +154,7 @@ def is_cross_origin(request: flask.Request) -> bool:
     """
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
-        return site.strip().lower() in _FOREIGN_FETCH_SITES
+        return site.strip().lower() in FOREIGN_FETCH_SITES
     origin = request.headers.get("Origin")
     if origin is None:
         return False

@@ -17,7 +17,7 @@ import flask
 import requests
 
 from . import errors
-from .admission import Face, Outbound, mount_face, trust_origins
+from .admission import FOREIGN_FETCH_SITES, Face, Outbound, mount_face, trust_origins
 from .config import ProxyConfig
 from .credentials import credential_header_value
 from .fal_protocol import CLIENT_PROXY_HEADER, DEFAULT_PROXY_ROUTE, TARGET_URL_HEADER
@@ -68,7 +68,7 @@ def _origin_allowed(request: flask.Request, allowed: frozenset[str]) -> bool:
     if origins:
         return len(origins) == 1 and origins[0] in allowed
     fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
-    return fetch_site not in ("cross-site", "same-site")
+    return fetch_site not in FOREIGN_FETCH_SITES
 
 
 class _FalFace(Face):
