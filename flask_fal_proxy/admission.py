@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _EXTENSION = "flask_fal_proxy"
+# Where the call being admitted waits for ``Face.refused`` (in the WSGI environ).
+_CALL = "flask_fal_proxy.call"
 
 
 @dataclass
@@ -195,6 +197,8 @@ class Face:
     upstream: str = "fal"
     relay: Relay | None = None
     cross_origin_protection: bool = True
+    # Where the upstream names its request id, for the usage record.
+    request_id_headers: tuple[str, ...] = ("request-id", "x-request-id")
     # How the face words the relay's neutral "URL would be altered" refusal.
     altered_url: Callable[[str], ProxyError] = staticmethod(errors.invalid_path)
 
@@ -229,11 +233,10 @@ class Face:
         if watchers:
             call.status = upstream.status_code
             headers = upstream.headers
-            call.request_id = (
-                headers.get("x-fal-request-id")
-                or headers.get("request-id")
-                or headers.get("x-request-id")
-            )
+            for name in self.request_id_headers:
+                call.request_id = headers.get(name)
+                if call.request_id:
+                    break
             for watcher in watchers:
                 watcher.response(call, outbound.method, outbound.url, call.status, headers)
         return self.relay.relay(upstream, outbound.method)
@@ -249,7 +252,7 @@ class Face:
         call = None
         if watchers:
             # Found by refused() if a step below refuses.
-            call = flask.g._fal_proxy_call = Call(self.name, self.upstream, request.method)
+            call = request.environ[_CALL] = Call(self.name, self.upstream, request.method)
         self.check_origin(request)
         outbound = self.rules(request)
         self.authenticate(request)
@@ -264,7 +267,7 @@ class Face:
         for watcher in watchers:
             watcher.admit(call, request)
         response = self.send(call, outbound, watchers)
-        flask.g._fal_proxy_call = None
+        request.environ[_CALL] = None
         return _recorded(response, call, watchers)
 
     def refused(self, error: ProxyError, status: int) -> None:
@@ -277,10 +280,11 @@ class Face:
         watchers = observers(app)
         if not watchers:
             return
-        call = flask.g.get("_fal_proxy_call")
-        flask.g._fal_proxy_call = None
+        request = flask.request
+        call = request.environ.get(_CALL)
+        request.environ[_CALL] = None
         if call is None:
-            call = Call(self.name, self.upstream, flask.request.method)
+            call = Call(self.name, self.upstream, request.method)
         call.status = status
         call.refusal = error.code
         _finish(call, watchers)
@@ -374,7 +378,8 @@ def mount_face(
 def _named_view(face: Face, qualname: str, name: str) -> Any:
     def view(**_: Any) -> Response:
         # Refusals are raised as ProxyError; the blueprint's safety net logs and answers them.
-        return face.handle(flask.request)
+        # The request itself, not its context-local proxy: every step reads it many times.
+        return face.handle(flask.request._get_current_object())  # type: ignore[attr-defined]
 
     view.__name__, view.__qualname__ = name, qualname
     return view

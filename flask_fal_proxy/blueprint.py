@@ -73,6 +73,7 @@ def _origin_allowed(request: flask.Request, allowed: frozenset[str]) -> bool:
 
 class _FalFace(Face):
     upstream = "fal"
+    request_id_headers = ("x-fal-request-id",)
     altered_url = staticmethod(errors.invalid_target_url)
 
     def __init__(self, name: str, config: ProxyConfig, relay: Relay) -> None:

@@ -37,7 +37,7 @@ import re
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -104,6 +104,9 @@ def endpoint_label(upstream: str, endpoint: str) -> str:
     return label[:_MAX_LABEL_LENGTH] or _NO_ENDPOINT
 
 
+_LABEL_CACHE = 1024
+
+
 class _BoundedValues:
     """The first ``limit`` distinct values of one label in this process; the rest are ``other``."""
 
@@ -111,6 +114,17 @@ class _BoundedValues:
         self._limit = limit
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+        # endpoint_label's answers, which every call of an endpoint would work out again.
+        self._shapes: dict[tuple[str, str], str] = {}
+
+    def endpoint(self, upstream: str, endpoint: str, may_claim: bool) -> str:
+        """The label a call's endpoint counts under: its shape, then the bound."""
+        shape = self._shapes.get((upstream, endpoint))
+        if shape is None:
+            if len(self._shapes) >= _LABEL_CACHE:
+                self._shapes.clear()
+            shape = self._shapes[(upstream, endpoint)] = endpoint_label(upstream, endpoint)
+        return shape if shape == _NO_ENDPOINT else self.label(shape, may_claim)
 
     def label(self, value: str, may_claim: bool) -> str:
         if value in self._seen:
@@ -126,6 +140,20 @@ class _BoundedValues:
             return value
 
 
+_SERIES_CACHE = 4096
+
+
+class _Series:
+    """The children every call with the same labels writes, looked up once (see ``_child``)."""
+
+    __slots__ = ("calls", "duration", "in_flight")
+
+    def __init__(self, metrics: _Metrics, face: str, upstream: str, endpoint: str, status: str):
+        self.calls = metrics.calls.labels(face, upstream, endpoint, status)
+        self.duration = metrics.duration.labels(face, upstream)
+        self.in_flight = metrics.in_flight.labels(face)
+
+
 @dataclass(frozen=True)
 class _Metrics:
     calls: Counter
@@ -138,6 +166,17 @@ class _Metrics:
     in_flight: Gauge
     endpoints: _BoundedValues
     models: _BoundedValues
+    _series: dict[tuple[str, str, str, int | None], _Series] = field(default_factory=dict)
+
+    def series(self, face: str, upstream: str, endpoint: str, status: int | None) -> _Series:
+        key = (face, upstream, endpoint, status)
+        found = self._series.get(key)
+        if found is None:
+            if len(self._series) >= _SERIES_CACHE:
+                self._series.clear()
+            label = str(status) if status is not None else "none"
+            found = self._series[key] = _Series(self, face, upstream, endpoint, label)
+        return found
 
 
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
@@ -280,27 +319,28 @@ class MetricsObserver:
 
     def finish(self, call: Call) -> None:
         m = self._metrics
-        admitted = bool(call.notes.pop(_IN_FLIGHT_NOTE, False))
+        notes = call.notes
+        admitted = notes.pop(_IN_FLIGHT_NOTE, None) is not None
+        endpoint = m.endpoints.endpoint(call.upstream, call.endpoint, admitted)
+        series = m.series(call.face, call.upstream, endpoint, call.status)
         if admitted:
-            _child(m.in_flight, call.face).dec()
-        endpoint = endpoint_label(call.upstream, call.endpoint)
-        if endpoint != _NO_ENDPOINT:
-            endpoint = m.endpoints.label(endpoint, admitted)
-        status = str(call.status) if call.status is not None else "none"
-        _child(m.calls, call.face, call.upstream, endpoint, status).inc()
+            series.in_flight.dec()
+        series.calls.inc()
         if call.refusal is not None:
             _child(m.refusals, call.face, call.refusal).inc()
             return
-        _child(m.duration, call.face, call.upstream).observe(call.duration)
-        self._count_spend(call, endpoint)
-        self._count_tokens(call)
+        series.duration.observe(call.duration)
+        if COST_NOTE in notes or RELEASED_NOTE in notes:
+            self._count_spend(call, endpoint)
+        if TOKENS_NOTE in notes:
+            self._count_tokens(call)
 
     def _count_spend(self, call: Call, endpoint: str) -> None:
         m = self._metrics
         notes = call.notes
         priced = notes.get(COST_ENDPOINT_NOTE)
         if isinstance(priced, str) and priced:
-            endpoint = m.endpoints.label(endpoint_label(call.upstream, priced), True)
+            endpoint = m.endpoints.endpoint(call.upstream, priced, True)
         cost = _money(notes.get(COST_NOTE))
         if cost:
             counter = m.reserved if notes.get(ESTIMATED_NOTE) is True else m.spend

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..fal_protocol import IMAGE_SIZE_PRESETS
 
-__all__ = ["estimate_units", "image_pixels"]
+__all__ = ["estimate_units", "fields_read", "image_pixels"]
 
 # The size fal's image models commonly default to when no size is sent.
 _DEFAULT_SIZE = IMAGE_SIZE_PRESETS["landscape_4_3"]
@@ -69,12 +69,31 @@ def _seconds(payload: Any) -> float:
     return min(float(value), 3600.0)
 
 
-def estimate_units(unit: str, payload: Any) -> float:
-    """The units fal will bill for ``payload`` at an endpoint priced per ``unit``."""
+def _kind(unit: str) -> str:
     kind = unit.lower().rstrip("s")
     if kind in ("megapixel", "mp"):
+        return "megapixel"
+    return "second" if kind in ("second", "sec") else "image"
+
+
+_FIELDS = {
+    "megapixel": ("num_images", "image_size", "width", "height"),
+    "second": ("duration",),
+    "image": ("num_images",),
+}
+
+
+def fields_read(unit: str) -> tuple[str, ...]:
+    """The input fields :func:`estimate_units` reads for ``unit``: without them, the defaults."""
+    return _FIELDS[_kind(unit)]
+
+
+def estimate_units(unit: str, payload: Any) -> float:
+    """The units fal will bill for ``payload`` at an endpoint priced per ``unit``."""
+    kind = _kind(unit)
+    if kind == "megapixel":
         width, height = image_pixels(payload)
         return _count(payload) * math.ceil(width * height / _MEGAPIXEL)
-    if kind in ("second", "sec"):
+    if kind == "second":
         return _seconds(payload)
     return float(_count(payload))
