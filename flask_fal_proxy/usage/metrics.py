@@ -52,6 +52,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .batch import WriteBatch, flush_all
+
 if TYPE_CHECKING:
     from ..admission import Call
 
@@ -166,6 +168,7 @@ class _Metrics:
     in_flight: Gauge
     endpoints: _BoundedValues
     models: _BoundedValues
+    batch: WriteBatch
     _series: dict[tuple[str, str, str, int | None], _Series] = field(default_factory=dict)
 
     def series(self, face: str, upstream: str, endpoint: str, status: int | None) -> _Series:
@@ -206,6 +209,9 @@ def _metrics_for(registry: CollectorRegistry) -> _Metrics:
 def _register(registry: CollectorRegistry) -> _Metrics:
     _warn_if_not_multiprocess()
     r = registry
+    # Registered first, so a scrape of this registry writes the calls' values before reading.
+    batch = WriteBatch()
+    r.register(batch)
     # Keyword order is registration order, which is the exposition's order.
     return _Metrics(
         calls=Counter(
@@ -237,6 +243,7 @@ def _register(registry: CollectorRegistry) -> _Metrics:
         ),
         endpoints=_BoundedValues(MAX_LABEL_VALUES),
         models=_BoundedValues(MAX_LABEL_VALUES),
+        batch=batch,
     )
 
 
@@ -306,7 +313,8 @@ class MetricsObserver:
         self._metrics = _metrics_for(registry if registry is not None else REGISTRY)
 
     def admit(self, call: Call, request: flask.Request) -> None:
-        _child(self._metrics.in_flight, call.face).inc()
+        m = self._metrics
+        m.batch.enter(_child(m.in_flight, call.face))
         call.notes[_IN_FLIGHT_NOTE] = True
 
     def response(
@@ -323,19 +331,19 @@ class MetricsObserver:
         admitted = notes.pop(_IN_FLIGHT_NOTE, None) is not None
         endpoint = m.endpoints.endpoint(call.upstream, call.endpoint, admitted)
         series = m.series(call.face, call.upstream, endpoint, call.status)
-        if admitted:
-            series.in_flight.dec()
-        series.calls.inc()
+        left = series.in_flight if admitted else None
+        counts: list[tuple[Any, float]] = [(series.calls, 1.0)]
         if call.refusal is not None:
-            _child(m.refusals, call.face, call.refusal).inc()
+            counts.append((_child(m.refusals, call.face, call.refusal), 1.0))
+            m.batch.record(counts, left)
             return
-        series.duration.observe(call.duration)
         if COST_NOTE in notes or RELEASED_NOTE in notes:
-            self._count_spend(call, endpoint)
+            self._count_spend(call, endpoint, counts)
         if TOKENS_NOTE in notes:
-            self._count_tokens(call)
+            self._count_tokens(call, counts)
+        m.batch.record(counts, left, series.duration, call.duration)
 
-    def _count_spend(self, call: Call, endpoint: str) -> None:
+    def _count_spend(self, call: Call, endpoint: str, counts: list[tuple[Any, float]]) -> None:
         m = self._metrics
         notes = call.notes
         priced = notes.get(COST_ENDPOINT_NOTE)
@@ -344,23 +352,24 @@ class MetricsObserver:
         cost = _money(notes.get(COST_NOTE))
         if cost:
             counter = m.reserved if notes.get(ESTIMATED_NOTE) is True else m.spend
-            _child(counter, call.face, endpoint).inc(cost)
+            counts.append((_child(counter, call.face, endpoint), cost))
         released = _money(notes.get(RELEASED_NOTE))
         if released:
-            _child(m.released, call.face, endpoint).inc(released)
+            counts.append((_child(m.released, call.face, endpoint), released))
 
-    def _count_tokens(self, call: Call) -> None:
+    def _count_tokens(self, call: Call, counts: list[tuple[Any, float]]) -> None:
         tokens = call.notes.get(TOKENS_NOTE)
         if not isinstance(tokens, Mapping):
             return
+        m = self._metrics
         model = tokens.get("model")
-        model = self._metrics.models.label(
+        model = m.models.label(
             str(model)[:_MAX_LABEL_LENGTH] if model else "none", True
         )
         for kind in ("input", "output"):
             count = tokens.get(kind)
             if isinstance(count, int) and not isinstance(count, bool) and count > 0:
-                _child(self._metrics.tokens, call.upstream, model, kind).inc(count)
+                counts.append((_child(m.tokens, call.upstream, model, kind), count))
 
 
 def metrics_response(registry: CollectorRegistry | None = None) -> flask.Response:
@@ -368,6 +377,7 @@ def metrics_response(registry: CollectorRegistry | None = None) -> flask.Respons
     if _multiprocess_dir():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+    flush_all()
     body = generate_latest(registry if registry is not None else REGISTRY)
     response = flask.Response(body, status=200, content_type=CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"

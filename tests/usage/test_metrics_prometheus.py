@@ -28,6 +28,7 @@ from support import wait_for_start
 
 from flask_fal_proxy.testing import FakeFal
 from flask_fal_proxy.testing.processes import stop_process
+from flask_fal_proxy.usage.batch import FLUSH_SECONDS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -177,7 +178,12 @@ def spread_calls(server: Server, at_least: int) -> int:
 
 
 def scrape_both_workers(server: Server, expected_total: float) -> None:
-    """Scrape until both workers have answered; each answer must hold every worker's calls."""
+    """Scrape until both workers have answered; each answer must hold every worker's calls.
+
+    Each worker writes its values at most FLUSH_SECONDS after its calls (and
+    the one scraped writes its own at once), so the scrapes start after that.
+    """
+    time.sleep(FLUSH_SECONDS + 0.5)
     scraped_by: set[str] = set()
     for _ in range(100):
         response = requests.get(
