@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -40,7 +39,7 @@ from .ledger import MemoryLedger, Pending, RedisLedger
 from .prices import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR, Prices, TokenPrices
 from .record import write_record
 from .token_usage import UsageReader
-from .units import estimate_units, fields_read
+from .units import estimate_units, read_input
 
 if TYPE_CHECKING:
     import flask
@@ -114,63 +113,14 @@ class _State:
         self.lock = threading.Lock()
 
 
-# Above this, an input is not parsed whole to be estimated: its fields are
-# found by a scan (a data URI image can make a body tens of MiB, and building
-# it would cost what the body check was made to avoid).
-_PARSED_BODY_LIMIT = 64 * 1024
-_ESTIMATE_FIELD = re.compile(
-    rb'"(num_images|duration|width|height)"\s*:\s*(-?[0-9][0-9.eE+-]{0,30})'
-    rb'|"(image_size)"\s*:\s*("[A-Za-z0-9_]{1,40}"|\{[^{}]{0,200}\})'
-)
-
-
-_NAMES_READ: dict[str, re.Pattern[bytes]] = {}
-
-
-def _estimate_input(unit: str, body: bytes | None) -> Any:
-    """What an estimate at ``unit`` reads of a fal input: nothing to parse if it names none of it.
-
-    Without a backslash no key can be escaped, so a body in which no field
-    the estimate reads appears as written has none, and the defaults apply.
-    """
+def _parse(body: bytes | None) -> Any:
+    """A small JSON body (a checked request, a bounded answer), or None."""
     if not body:
         return None
-    names = _NAMES_READ.get(unit)
-    if names is None:
-        if len(_NAMES_READ) > 100:
-            _NAMES_READ.clear()
-        alternatives = b"|".join(name.encode() for name in fields_read(unit))
-        names = _NAMES_READ[unit] = re.compile(rb'"(?:' + alternatives + rb')"')
-    if b"\\" not in body and names.search(body) is None:
-        return None
-    return _json_body(body)
-
-
-def _json_body(body: bytes | None) -> Any:
-    if not body:
-        return None
-    if len(body) > _PARSED_BODY_LIMIT:
-        return _estimate_fields(body)
     try:
         return json.loads(body)
     except ValueError:
         return None
-
-
-def _estimate_fields(body: bytes) -> dict[str, Any]:
-    """The fields an estimate reads, from a large body, without building it (first of each)."""
-    found: dict[str, Any] = {}
-    for match in _ESTIMATE_FIELD.finditer(body):
-        name = (match[1] or match[3]).decode()
-        if name in found:
-            continue
-        try:
-            found[name] = json.loads(match[2] or match[4])
-        except ValueError:
-            continue
-        if len(found) == 5:
-            break
-    return found
 
 
 def _host_and_path(url: str) -> tuple[str, str]:
@@ -330,7 +280,7 @@ class UsageTracker:
         elif call.upstream == "elevenlabs":
             state = _State("characters", (), day, f"elevenlabs:{call.endpoint}")
             call.notes[_STATE] = state
-            payload = _json_body(call.body)
+            payload = _parse(call.body)
             text = payload.get("text") if isinstance(payload, dict) else None
             characters = len(text) if isinstance(text, str) else 0
             micros = to_micros(characters * self.prices.elevenlabs_per_character)
@@ -367,7 +317,7 @@ class UsageTracker:
         micros = 0
         if price is not None:
             state.unit_price = price.unit_price
-            micros = _estimate(price, _estimate_input(price.unit, call.body))
+            micros = _estimate(price, read_input(price.unit, call.body))
         self._reserve_estimate(call, state, micros, now)
         if queue_submit:
             state.body = bytearray()
@@ -543,7 +493,7 @@ class UsageTracker:
             # a timeout may have started the work, so its estimate stands.
             self._release(state)
         elif kind == "queue_submit" and state.reserved and state.body is not None:
-            answer = _json_body(bytes(state.body))
+            answer = _parse(bytes(state.body))
             request_id = answer.get("request_id") if isinstance(answer, dict) else None
             if isinstance(request_id, str) and request_id:
                 self._keep_for_result(state, request_id)

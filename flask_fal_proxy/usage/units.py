@@ -10,13 +10,14 @@ The settlement replaces the estimate with what fal reports.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
 from ..fal_protocol import IMAGE_SIZE_PRESETS
 
-__all__ = ["estimate_units", "fields_read", "image_pixels"]
+__all__ = ["estimate_units", "fields_read", "image_pixels", "read_input"]
 
 # The size fal's image models commonly default to when no size is sent.
 _DEFAULT_SIZE = IMAGE_SIZE_PRESETS["landscape_4_3"]
@@ -97,3 +98,73 @@ def estimate_units(unit: str, payload: Any) -> float:
     if kind == "second":
         return _seconds(payload)
     return float(_count(payload))
+
+
+# Above this, an input is not parsed whole to be estimated: its fields are
+# found by a scan (a data URI image can make a body tens of MiB, and building
+# it would cost what the body check was made to avoid).
+PARSED_BODY_LIMIT = 64 * 1024
+_FIELD = re.compile(
+    rb'"(num_images|duration|width|height)"\s*:\s*(-?[0-9][0-9.eE+-]{0,30})'
+    rb'|"(image_size)"\s*:\s*("[A-Za-z0-9_]{1,40}"|\{[^{}]{0,200}\})'
+)
+# An escaped printable ASCII character: never needed in JSON, so a key
+# written that way (``"num_\u0069mages"``) is one a scan must not miss.
+_ESCAPED_ASCII = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
+_NAMES: dict[str, re.Pattern[bytes]] = {}
+
+
+def read_input(unit: str, body: bytes | None) -> Any:
+    """What :func:`estimate_units` at ``unit`` needs of a request body, as cheaply as it can.
+
+    A body in which no field the estimate reads appears as written, and
+    which has no backslash (so no escaped key either), has none: the
+    defaults apply and nothing is parsed. A small body is parsed; a large
+    one is scanned (see :func:`_scan`).
+    """
+    if not body:
+        return None
+    names = _NAMES.get(unit)
+    if names is None:
+        if len(_NAMES) > 100:
+            _NAMES.clear()
+        alternatives = b"|".join(name.encode() for name in fields_read(unit))
+        names = _NAMES[unit] = re.compile(rb'"(?:' + alternatives + rb')"')
+    if b"\\" not in body and names.search(body) is None:
+        return None
+    if len(body) <= PARSED_BODY_LIMIT or _ESCAPED_ASCII.search(body) is not None:
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+    return _scan(body)
+
+
+def _scan(body: bytes) -> dict[str, Any]:
+    """The fields an estimate reads, found in a large body without building it.
+
+    A name given twice takes the value that costs most: a JSON parser keeps
+    the last, and an input must not be estimated at one image and run at
+    four. Matches inside strings cannot happen (a quote in a string is
+    escaped), so a scan can over-count, never under-count.
+    """
+    found: dict[str, Any] = {}
+    for match in _FIELD.finditer(body):
+        name = (match[1] or match[3]).decode()
+        try:
+            value = json.loads(match[2] or match[4])
+        except ValueError:
+            continue
+        if name in found:
+            value = _costlier(name, found[name], value)
+        found[name] = value
+    return found
+
+
+def _costlier(name: str, old: Any, new: Any) -> Any:
+    if name == "image_size":
+        old_w, old_h = image_pixels({"image_size": old})
+        new_w, new_h = image_pixels({"image_size": new})
+        return new if new_w * new_h > old_w * old_h else old
+    numbers = [v for v in (old, new) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(numbers) if numbers else new

@@ -262,6 +262,36 @@ def test_elevenlabs_is_charged_per_character_of_text() -> None:
         assert error is not None and error.code == "budget_exceeded"
 
 
+def test_a_long_elevenlabs_text_is_charged_every_character() -> None:
+    """A text past the size where fal inputs are scanned, not parsed, still counts whole.
+
+    40,000 non-ASCII characters, escaped as JSON writes them, make a body of
+    about 240 kB; reading it like a fal input found no text and charged $0.
+    """
+    with FakeElevenLabs(key="ek", stream_delay=0) as fake:
+        app = _provider_app(
+            fake.session(),
+            budgets=[Budget(100, per="day")],
+            prices=Prices(elevenlabs_per_character=0.0001),
+        )
+        text = "\u00e9" * 40_000
+        assert len(json.dumps({"text": text}).encode()) > 3 * 64 * 1024
+        call, error, _ = drive(
+            app,
+            fake.session(),
+            "POST",
+            "https://api.elevenlabs.io/v1/text-to-speech/voice1/stream",
+            {"text": text},
+            user="ann",
+            face="elevenlabs_proxy",
+            upstream="elevenlabs",
+            endpoint="v1/text-to-speech/voice1/stream",
+            headers={"xi-api-key": "ek"},
+        )
+        assert error is None
+        assert call.notes["cost_usd"] == pytest.approx(4.0)
+
+
 def test_the_facade_reserves_all_jobs_at_once_and_settles_each_result() -> None:
     app = flask.Flask("facade-usage")
     tracker = track_usage(
@@ -333,7 +363,7 @@ def test_a_large_input_is_estimated_without_building_it():
     import json as _json
     import tracemalloc
 
-    from flask_fal_proxy.usage.tracker import _json_body
+    from flask_fal_proxy.usage.units import read_input
 
     body = _json.dumps(
         {
@@ -344,8 +374,44 @@ def test_a_large_input_is_estimated_without_building_it():
         }
     ).encode()
     tracemalloc.start()
-    fields = _json_body(body)
+    fields = read_input("megapixel", body)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert fields == {"num_images": 3, "image_size": "square_hd", "duration": 4}
     assert peak < len(body) // 16
+
+
+def _large(*fields: str) -> bytes:
+    """A fal input past the parsing limit, its fields written as given (duplicates kept)."""
+    image = '"image_url": "data:image/png;base64,' + "A" * (1 << 20) + '"'
+    return ("{" + ", ".join([image, *fields]) + "}").encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "images"),
+    [
+        # A JSON parser (and fal) keeps the last of a repeated name.
+        (b'{"num_images": 1, "prompt": "p", "num_images": 4}', 4),
+        (_large('"num_images": 1', '"num_images": 4'), 4),
+        # A scan cannot tell which one fal keeps, so it takes the costlier.
+        (_large('"num_images": 4', '"num_images": 1'), 4),
+        # An escaped key is the same key to fal.
+        (b'{"num_\\u0069mages": 4}', 4),
+        (_large('"num_\\u0069mages": 4'), 4),
+        (_large('"num\\u005fimages": 3'), 3),
+        # Inside a string, a quote is escaped: no key there.
+        (_large('"prompt": "say \\"num_images\\": 9"', '"num_images": 2'), 2),
+        (b'{"prompt": "no count here"}', 1),
+    ],
+)
+def test_an_input_is_estimated_at_the_images_fal_will_make(body: bytes, images: int) -> None:
+    from flask_fal_proxy.usage.units import estimate_units, read_input
+
+    assert estimate_units("image", read_input("image", body)) == images
+
+
+def test_a_large_input_is_estimated_at_its_largest_image_size() -> None:
+    from flask_fal_proxy.usage.units import image_pixels, read_input
+
+    body = _large('"image_size": "square"', '"image_size": {"width": 2048, "height": 2048}')
+    assert image_pixels(read_input("megapixel", body)) == (2048, 2048)
