@@ -88,8 +88,6 @@ class MemoryLedger:
 
     def _sweep(self, now: float) -> None:
         # Old periods' counters would otherwise stay for the life of the process.
-        if now < self._next_sweep:
-            return
         self._next_sweep = now + 60
         for name in [n for n, (_, exp) in self._counters.items() if exp < now]:
             del self._counters[name]
@@ -103,7 +101,8 @@ class MemoryLedger:
     ) -> int:
         now = time.time()
         with self._lock:
-            self._sweep(now)
+            if now >= self._next_sweep:
+                self._sweep(now)
             for index, (name, limit, _) in enumerate(counters):
                 current = self._counters.get(name, (0, 0.0))[0]
                 if current >= limit or current + micros > limit:

@@ -23,6 +23,7 @@ turned into a broken answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -149,7 +150,15 @@ def _is_queue_submit(method: str, path: str) -> bool:
 
 def _estimate(price: Price, fal_input: Any) -> int:
     """Micros that one fal input is expected to cost at ``price``."""
+    if fal_input is None:
+        return _estimate_defaults(price)
     return to_micros(estimate_units(price.unit, fal_input) * price.unit_price)
+
+
+@functools.lru_cache(maxsize=1024)
+def _estimate_defaults(price: Price) -> int:
+    """The estimate of an input that sets nothing the estimate reads, the common case."""
+    return to_micros(estimate_units(price.unit, None) * price.unit_price)
 
 
 def _units(headers: Mapping[str, str]) -> float | None:
