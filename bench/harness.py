@@ -183,7 +183,7 @@ def main() -> int:
             print(f"== usage tracking, paired: {rounds} rounds of {pairs} sets of runs", flush=True)
             paired = usage_cost.run(catalogue, which, upstream, workdir, rounds, pairs,
                                     args.pair_seconds or (1.0 if args.quick else 2.0),
-                                    1000 if args.quick else 2000)
+                                    500 if args.quick else 1000)
             if paired:
                 results["usage"] = paired
         if long_which:

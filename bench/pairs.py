@@ -22,6 +22,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,17 +114,18 @@ def run_rounds(sides: list[Side], upstream: Upstream, workdir: Path, rounds: int
     """``rounds`` rounds against a running ``upstream``, a progress line after each."""
     samples: list[dict[str, Any]] = []
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    began = time.monotonic()
     for n in range(rounds):
         new = one_round(n, sides, upstream, workdir, pairs, seconds)
         samples.extend(new)
         last = new[-1]
-        print(f"   round {n + 1}/{rounds}: " + "; ".join(
+        print(f"   round {n + 1}/{rounds} ({time.monotonic() - began:.0f} s): " + "; ".join(
             f"{side.label} {last[side.label]['cpu_us_c64']:.0f} us CPU per call at c=64, "
             f"added p50 {last[side.label]['added_p50_us'] / 1000:.3f} ms, micro "
             f"{last[side.label]['micro_cpu_us']:.0f} us" for side in sides), flush=True)
     return {"seconds": seconds, "rounds": rounds, "pairs": pairs,
             "load": f"{load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-            "samples": samples}
+            "elapsed_s": round(time.monotonic() - began, 1), "samples": samples}
 
 
 def paired(samples: list[dict[str, Any]], base: str, label: str,

@@ -112,9 +112,11 @@ def print_usage_cost(usage: dict[str, Any] | None, out: Any = sys.stdout) -> Non
         return
     w = out.write
     base = usage["baseline"]
-    w(f"\nWhat usage tracking costs (up at once with the proxy without it: {usage['rounds']} "
-      f"rounds of {usage['pairs']} sets of runs in rotated order, {usage['seconds']:.0f} s per "
-      f"wrk run; load {usage['load']}; x without: median of the paired ratios, [quartiles])\n\n")
+    w(f"\nWhat usage tracking costs (up at once with the proxy without it, in "
+      f"{usage.get('elapsed_s', 0):.0f} s: rounds {usage['rounds']}, sets of runs per round "
+      f"{usage['pairs']} in rotated order, {usage['seconds']:.0f} s per wrk run; load average "
+      f"before / after {usage['load']}; x without: median of the paired ratios "
+      "[quartiles])\n\n")
     w("| subject | load | CPU us/req | x without | added p50 ms | x without | "
       "redis CPU us/req | errors |\n|" + "---|" * 8 + "\n")
     rows = (("c=1", "cpu_us_c1", "added_p50_us", "companion_cpu_us_c1"),
