@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import needs_bench_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -119,13 +119,7 @@ def test_the_usage_table_shows_each_side_with_its_paired_ratio():
 
 
 @pytest.mark.bench
-@pytest.mark.skipif(
-    os.environ.get("CI") != "true"
-    and (
-        not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
-    ),
-    reason="bench/run installs wrk and nginx-light; outside CI this smoke test needs them present",
-)
+@needs_bench_tools
 def test_a_usage_subject_brings_the_paired_phase_with_the_proxy_without_it(tmp_path):
     usage = ["gevent-usage-memory"] + (["gevent-usage-redis"] if shutil.which("redis-server")
                                        else [])
