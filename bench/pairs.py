@@ -119,7 +119,7 @@ def run_rounds(sides: list[Side], upstream: Upstream, workdir: Path, rounds: int
         new = one_round(n, sides, upstream, workdir, pairs, seconds)
         samples.extend(new)
         last = new[-1]
-        print(f"   round {n + 1}/{rounds} ({time.monotonic() - began:.0f} s): " + "; ".join(
+        print(f"   round {n + 1}/{rounds}: " + "; ".join(
             f"{side.label} {last[side.label]['cpu_us_c64']:.0f} us CPU per call at c=64, "
             f"added p50 {last[side.label]['added_p50_us'] / 1000:.3f} ms, micro "
             f"{last[side.label]['micro_cpu_us']:.0f} us" for side in sides), flush=True)
