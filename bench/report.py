@@ -166,7 +166,7 @@ def evaluate_usage(results: dict[str, Any]) -> dict[str, list[dict]]:
         f = figures["cpu_us_c64"]
         targets[usage["names"][label]] = [{
             "target": "CPU per call at c=64 with track_usage on memory <= 1.10x without",
-            "figure": f"{x:.2f}x (median of {f['n']} pairs, quartiles {f['q1']:.2f} to "
+            "figure": f"{x:.3f}x (median of {f['n']} pairs, quartiles {f['q1']:.2f} to "
                       f"{f['q3']:.2f})", "met": x <= 1.10}]
     return targets
 

@@ -104,7 +104,7 @@ def test_the_target_reads_the_paired_ratio_not_the_single_runs():
     targets = report.evaluate_usage(results)
     assert list(targets) == [f"{MEMORY} subject"]
     (row,) = targets[f"{MEMORY} subject"]
-    assert row["figure"].startswith("1.05x (median of 3 pairs") and row["met"]
+    assert row["figure"].startswith("1.050x (median of 3 pairs") and row["met"]
 
 
 def test_the_usage_table_shows_each_side_with_its_paired_ratio():
