@@ -130,7 +130,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.compare:
         return compare.main(args.compare, 4 if args.rounds is None else args.rounds,
-                            args.pairs or 4, args.seconds or 2.0, args.json)
+                            4 if args.pairs is None else args.pairs, args.seconds or 2.0,
+                            args.json)
     plan = {
         "seconds": args.seconds or (2.0 if args.quick else 10.0),
         "warmup": 1.0 if args.quick else 3.0,
@@ -179,7 +180,7 @@ def main() -> int:
             results["subjects"][subject.name] = measure(subject, upstream, workdir, plan)
         if which & set(usage_cost.STORAGE):
             rounds = (1 if args.quick else 3) if args.rounds is None else args.rounds
-            pairs = args.pairs or 2
+            pairs = 2 if args.pairs is None else args.pairs
             print(f"== usage tracking, paired: {rounds} rounds of {pairs} sets of runs", flush=True)
             paired = usage_cost.run(catalogue, which, upstream, workdir, rounds, pairs,
                                     args.pair_seconds or (1.0 if args.quick else 2.0),
