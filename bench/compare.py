@@ -1,35 +1,28 @@
 """Two checkouts of the proxy on the fal route, alternating, in one sitting.
 
-A refactor must not cost what it organises, and on a shared machine figures
-taken minutes apart differ by more than the change being judged. So both
-checkouts run at once against the same nginx, and short wrk runs alternate
-between them (A B, then B A, ...): each pair of runs sees the same machine,
-and the figure compared is the median of the pairs' ratios. Each round
-starts both proxies afresh, so one lucky process does not decide it, and
-times the upstream alone, so *added* p50 subtracts the floor of the same
-minute. Each round also runs each checkout's ``bench/micro.py`` (the call
-inside the WSGI app, no server), the steadiest CPU figure there is.
-Comparing a checkout with itself shows the noise floor.
+A refactor must not cost what it organises. Both checkouts' recommended
+setups go to ``pairs`` as labels "old" and "new": up at once against the
+same nginx, short wrk runs alternating (A B, then B A, ...), each round
+starting both afresh and running each checkout's own ``bench/micro.py``.
+The figure compared is the median of the pairs' ratios. Comparing a
+checkout with itself shows the noise floor.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import wrk
-from probes import verify
+from pairs import Side, checkout_env, errors, micro, paired, run_rounds
 from processes import ROOT, free_port
-from subjects import Subject, recommended
-from upstream import FAL_KEY, MIB, Upstream
+from subjects import recommended
+from upstream import MIB, Upstream
 
 LABELS = ("old", "new")
 FIGURES = (
@@ -40,11 +33,6 @@ FIGURES = (
     ("rps_c64", "req/s, c=64"),
 )
 BAR = ("cpu_us_c64", "added_p50_us")  # issue 14: within 5% of before
-
-
-def checkout_env(checkout: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
 
 
 def package_file(checkout: Path) -> str:
@@ -60,107 +48,33 @@ def package_file(checkout: Path) -> str:
     return found
 
 
-def micro(checkout: Path, requests: int) -> float:
-    """The checkout's own ``bench/micro.py``: CPU per call of its fastest loop of three."""
-    out = subprocess.run(
-        [sys.executable, str(checkout / "bench" / "micro.py"), "--requests", str(requests),
-         "--repeat", "3", "--max-seconds", "60"],
-        cwd=checkout, env=checkout_env(checkout), capture_output=True, text=True, timeout=180,
-    )
-    match = re.search(r"(\d+) us CPU and \d+ us wall per call", out.stdout)
-    if out.returncode != 0 or not match:
-        raise RuntimeError(f"{checkout}/bench/micro.py failed:\n{out.stdout}\n{out.stderr}")
-    return float(match[1])
-
-
-def one_round(n: int, checkouts: dict[str, Path], upstream: Upstream, workdir: Path,
-              pairs: int, seconds: float) -> list[dict[str, Any]]:
-    """Both proxies up at once; ``pairs`` alternating pairs of runs at c=1 and at c=64."""
-    subjects = {label: recommended(upstream.port, path) for label, path in checkouts.items()}
-    alone = Subject("upstream alone (nginx)", upstream.port, "/", f"Key {FAL_KEY}")
-    samples = []
-    try:
-        for subject in subjects.values():
-            subject.start(workdir)
-            verify(subject)
-            wrk.run(subject, 64, 1)  # every worker warm, its pool opened
-        floor = wrk.run(alone, 1, seconds)["p50_us"]
-        for k in range(pairs):
-            order = list(LABELS) if (n + k) % 2 == 0 else list(reversed(LABELS))
-            sample: dict[str, Any] = {"round": n, "upstream_p50_us": floor,
-                                      **{label: {} for label in LABELS}}
-            for c in (1, 64):
-                for label in order:
-                    r = wrk.run(subjects[label], c, seconds)
-                    figures = sample[label]
-                    figures[f"cpu_us_c{c}"] = r["cpu_us_per_request"]
-                    figures["errors"] = figures.get("errors", 0) + r["errors"]
-                    if c == 1:
-                        figures["added_p50_us"] = r["p50_us"] - floor
-                    else:
-                        figures["rps_c64"] = r["rps"]
-            samples.append(sample)
-    finally:
-        for subject in subjects.values():
-            subject.stop()
-    order = list(LABELS) if n % 2 == 0 else list(reversed(LABELS))
-    by_label = {label: micro(checkouts[label], 3000) for label in order}
-    for sample in samples:
-        for label in LABELS:
-            sample[label]["micro_cpu_us"] = by_label[label]
-    return samples
-
-
 def run(checkouts: list[Path], rounds: int, pairs: int, seconds: float) -> dict[str, Any]:
     labelled = dict(zip(LABELS, checkouts, strict=True))
     found = {label: package_file(path) for label, path in labelled.items()}
     workdir = Path(tempfile.mkdtemp(prefix="fal-proxy-compare-"))
     workdir.chmod(0o755)  # nginx's workers drop root
     upstream = Upstream(workdir, free_port(), free_port())
-    samples: list[dict[str, Any]] = []
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    sides = [Side(label, lambda path=path: recommended(upstream.port, path),
+                  lambda path=path: micro(path, 3000)) for label, path in labelled.items()]
     try:
         upstream.start(MIB)
-        for n in range(rounds):
-            new = one_round(n, labelled, upstream, workdir, pairs, seconds)
-            samples.extend(new)
-            last = new[-1]
-            print(f"   round {n + 1}/{rounds}: " + "; ".join(
-                f"{label} {last[label]['cpu_us_c64']:.0f} us CPU per call at c=64, added p50 "
-                f"{last[label]['added_p50_us'] / 1000:.3f} ms, micro "
-                f"{last[label]['micro_cpu_us']:.0f} us" for label in LABELS), flush=True)
+        sat = run_rounds(sides, upstream, workdir, rounds, pairs, seconds)
     finally:
         upstream.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return {"checkouts": {label: str(path) for label, path in labelled.items()},
-            "packages": found, "seconds": seconds, "rounds": rounds, "pairs": pairs,
-            "load": f"{load_before} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-            "samples": samples, "summary": summarise(samples)}
+            "packages": found, **sat, "summary": summarise(sat["samples"])}
 
 
 def summarise(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per figure: each side's median, and the median and quartiles of the paired ratios.
-
-    The micro figure is one per round, not per pair, so it is taken once a round.
-    """
-    out = {}
-    for key, _ in FIGURES:
-        rows = samples if key != "micro_cpu_us" else [
-            s for i, s in enumerate(samples) if i == 0 or s["round"] != samples[i - 1]["round"]]
-        old = [s["old"][key] for s in rows]
-        new = [s["new"][key] for s in rows]
-        ratios = sorted(n / o for o, n in zip(old, new, strict=True) if o)
-        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-        out[key] = {"old": statistics.median(old), "new": statistics.median(new),
-                    "ratio": statistics.median(ratios) if ratios else float("nan"),
-                    "q1": q[0], "q3": q[-1], "n": len(ratios)}
-    return out
+    """Per figure: each side's median, and the median and quartiles of the paired ratios."""
+    return {key: paired(samples, "old", "new", key) for key, _ in FIGURES}
 
 
 def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
     w = out.write
     summary = results["summary"]
-    errors = {label: sum(s[label]["errors"] for s in results["samples"]) for label in LABELS}
+    count = {label: errors(results["samples"], label) for label in LABELS}
     w(f"\nThe fal route, recommended setup (gevent): {results['rounds']} rounds of "
       f"{results['pairs']} alternating pairs, {results['seconds']:.0f} s per wrk run\n"
       f"Load average (1, 5, 15 min) before / after: {results['load']} on {os.cpu_count()} CPU; "
@@ -173,7 +87,7 @@ def print_report(results: dict[str, Any], out: Any = sys.stdout) -> None:
         s = summary[key]
         w(f"| {title} | {s['old']:.0f} | {s['new']:.0f} | {s['ratio']:.3f} | "
           f"{s['q1']:.3f} to {s['q3']:.3f} | {s['n']} |\n")
-    w(f"\nErrors: old {errors['old']}, new {errors['new']}\n")
+    w(f"\nErrors: old {count['old']}, new {count['new']}\n")
     titles = dict(FIGURES)
     verdict = [f"{titles[key]}: {summary[key]['ratio']:.3f}x "
                f"({'within' if abs(summary[key]['ratio'] - 1) <= 0.05 else 'NOT within'} 5%)"

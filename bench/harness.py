@@ -5,14 +5,16 @@ file, and an event stream relayed from ``sse_upstream.py``), each proxy under
 test sends fal's real URLs there, and ``wrk`` drives the load. Figures are
 only comparable within a run, so every proxy is reported as a ratio to the
 Node reference measured minutes apart on the same machine, and the machine
-load is printed with them. Each phase is bounded in time and count; every
+load is printed with them. A ratio that must hold within a tenth (what usage
+tracking costs) is not left to one run each: the subjects run at once,
+alternating (``usage_cost``). Each phase is bounded in time and count; every
 process the harness starts is stopped by its own PID (or process group) at
 the end, whatever happens.
 
 This module only runs the phases in order; what is started, measured and
 reported lives in the modules it imports (``subjects``, ``probes``, ``wrk``,
-``longcalls``, ``report``), none of which imports it. ``--compare`` hands
-over to ``compare`` instead.
+``usage_cost``, ``longcalls``, ``report``), none of which imports it.
+``--compare`` hands over to ``compare`` instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import compare
 import longcalls
 import probes
 import report
+import usage_cost
 import wrk
 from processes import busy_processes, free_port
 from subjects import ALL_SUBJECTS, choose, subject_catalogue
@@ -76,10 +79,20 @@ def arguments() -> argparse.Namespace:
         help="instead of the run: OLD_DIR [NEW_DIR] (default NEW: this checkout), the fal "
              "route of both alternating in one sitting, CPU per call and added p50 of each",
     )
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="--compare: rounds, each starting both proxies afresh (default 4)")
-    parser.add_argument("--pairs", type=int, default=4,
-                        help="--compare: alternating pairs of runs per round (default 4)")
+    parser.add_argument(
+        "--rounds", type=int,
+        help="paired phases: rounds, each starting the proxies afresh (--compare: default 4; "
+             "usage tracking: default 3, --quick 1, 0 skips it)",
+    )
+    parser.add_argument(
+        "--pairs", type=int,
+        help="paired phases: sets of alternating runs per round (--compare: default 4; "
+             "usage tracking: default 2)",
+    )
+    parser.add_argument(
+        "--pair-seconds", type=float,
+        help="usage tracking's paired phase: length of each wrk run (default 2, --quick 1)",
+    )
     return parser.parse_args()
 
 
@@ -116,7 +129,8 @@ def main() -> int:
     # started so far is stopped by the finally clauses below.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.compare:
-        return compare.main(args.compare, args.rounds, args.pairs, args.seconds or 2.0,
+        return compare.main(args.compare, 4 if args.rounds is None else args.rounds,
+                            4 if args.pairs is None else args.pairs, args.seconds or 2.0,
                             args.json)
     plan = {
         "seconds": args.seconds or (2.0 if args.quick else 10.0),
@@ -155,7 +169,8 @@ def main() -> int:
     }
     try:
         upstream.start(plan["big"])
-        chosen, results["skipped"] = choose(subject_catalogue(upstream.port), which)
+        catalogue = subject_catalogue(upstream.port)
+        chosen, results["skipped"] = choose(catalogue, which)
         for note in results["skipped"]:
             print(f"== not run: {note}", flush=True)
         for subject in chosen.values():
@@ -163,6 +178,15 @@ def main() -> int:
                 ours = subject.name
             print(f"== {subject.name}", flush=True)
             results["subjects"][subject.name] = measure(subject, upstream, workdir, plan)
+        if which & set(usage_cost.STORAGE):
+            rounds = (1 if args.quick else 3) if args.rounds is None else args.rounds
+            pairs = 2 if args.pairs is None else args.pairs
+            print(f"== usage tracking, paired: {rounds} rounds of {pairs} sets of runs", flush=True)
+            paired = usage_cost.run(catalogue, which, upstream, workdir, rounds, pairs,
+                                    args.pair_seconds or (1.0 if args.quick else 2.0),
+                                    500 if args.quick else 1000)
+            if paired:
+                results["usage"] = paired
         if long_which:
             results["long"] = longcalls.run(workdir, long_which, case_list, stream_count,
                                             20 if not args.quick else 5, stalled,

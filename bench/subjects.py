@@ -148,6 +148,16 @@ def recommended(up: int, checkout: Path = ROOT, name: str | None = None) -> Subj
     )
 
 
+def redis_companion() -> Companion:
+    """A throwaway redis-server on a free port, nothing saved to disk."""
+    server = shutil.which("redis-server")
+    if not server:
+        raise Unavailable("redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port()
+    return Companion("redis-server", [server, "--bind", "127.0.0.1", "--port", str(port),
+                                      "--save", "", "--appendonly", "no"], port)
+
+
 def usage_subject(up: int, storage: str, baseline: str) -> Subject:
     """The recommended setup with ``track_usage`` on ``storage`` ("memory" or "redis").
 
@@ -163,14 +173,8 @@ def usage_subject(up: int, storage: str, baseline: str) -> Subject:
     companions = []
     uri = "memory://"
     if storage == "redis":
-        server = shutil.which("redis-server")
-        if not server:
-            raise Unavailable("redis-server is not installed (apt-get install -y redis-server)")
-        port = free_port()
-        companions.append(Companion(
-            "redis-server", [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no"], port))
-        uri = f"redis://127.0.0.1:{port}"
+        companions.append(redis_companion())
+        uri = f"redis://127.0.0.1:{companions[0].port}"
     subject = recommended(up, name=f"{baseline.removesuffix(' (recommended)')} "
                                    f"+ track_usage ({storage})")
     subject.env["BENCH_USAGE_STORAGE"] = uri

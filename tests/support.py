@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import socket
 import subprocess
 import threading
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+import pytest
 
 T = TypeVar("T")
 
@@ -121,3 +124,13 @@ class ServedApp:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+# bench/run installs wrk and nginx-light; outside CI a short run of the bench needs them present.
+needs_bench_tools = pytest.mark.skipif(
+    os.environ.get("CI") != "true"
+    and (
+        not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+    ),
+    reason="bench/run installs wrk and nginx-light; outside CI this smoke test needs them present",
+)

@@ -9,26 +9,20 @@ the verdict line is printed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import needs_bench_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.bench
 
 
-@pytest.mark.skipif(
-    os.environ.get("CI") != "true"
-    and (
-        not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
-    ),
-    reason="bench/run installs wrk and nginx-light; outside CI this smoke test needs them present",
-)
+@needs_bench_tools
 def test_compare_runs_each_checkouts_own_code(tmp_path):
     other = tmp_path / "other"
     archive = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "flask_fal_proxy",

@@ -11,26 +11,19 @@ is streamed, held calls complete and stalled clients do not block a call.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import needs_bench_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.bench
 
 
-@pytest.mark.skipif(
-    os.environ.get("CI") != "true"
-    and (
-        not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
-    ),
-    reason="bench/run installs wrk and nginx-light; outside CI this smoke test needs them present",
-)
+@needs_bench_tools
 def test_quick_run_of_the_recommended_setup(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
