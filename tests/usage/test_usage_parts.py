@@ -228,6 +228,22 @@ def test_anthropic_is_charged_from_the_usage_it_reports(stream: bool) -> None:
         assert error is not None and error.code == "budget_exceeded" and len(fake.calls) == before
 
 
+def _speak(app: flask.Flask, fake: FakeElevenLabs, text: str):  # type: ignore[no-untyped-def]
+    """One text-to-speech call by ann through the ElevenLabs route."""
+    return drive(
+        app,
+        fake.session(),
+        "POST",
+        "https://api.elevenlabs.io/v1/text-to-speech/voice1/stream",
+        {"text": text},
+        user="ann",
+        face="elevenlabs_proxy",
+        upstream="elevenlabs",
+        endpoint="v1/text-to-speech/voice1/stream",
+        headers={"xi-api-key": "ek"},
+    )
+
+
 def test_elevenlabs_is_charged_per_character_of_text() -> None:
     with FakeElevenLabs(key="ek", stream_delay=0) as fake:
         app = _provider_app(
@@ -235,22 +251,10 @@ def test_elevenlabs_is_charged_per_character_of_text() -> None:
             budgets=[Budget(0.01, per="day")],
             prices=Prices(elevenlabs_per_character=0.001),
         )
-        url = "https://api.elevenlabs.io/v1/text-to-speech/voice1/stream"
         text = "x" * 6
 
         def speak():  # type: ignore[no-untyped-def]
-            return drive(
-                app,
-                fake.session(),
-                "POST",
-                url,
-                {"text": text},
-                user="ann",
-                face="elevenlabs_proxy",
-                upstream="elevenlabs",
-                endpoint="v1/text-to-speech/voice1/stream",
-                headers={"xi-api-key": "ek"},
-            )
+            return _speak(app, fake, text)
 
         call, error, _ = speak()
         assert error is None and call.notes == {
@@ -276,18 +280,7 @@ def test_a_long_elevenlabs_text_is_charged_every_character() -> None:
         )
         text = "\u00e9" * 40_000
         assert len(json.dumps({"text": text}).encode()) > 3 * 64 * 1024
-        call, error, _ = drive(
-            app,
-            fake.session(),
-            "POST",
-            "https://api.elevenlabs.io/v1/text-to-speech/voice1/stream",
-            {"text": text},
-            user="ann",
-            face="elevenlabs_proxy",
-            upstream="elevenlabs",
-            endpoint="v1/text-to-speech/voice1/stream",
-            headers={"xi-api-key": "ek"},
-        )
+        call, error, _ = _speak(app, fake, text)
         assert error is None
         assert call.notes["cost_usd"] == pytest.approx(4.0)
 
