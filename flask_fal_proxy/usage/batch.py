@@ -48,12 +48,10 @@ class WriteBatch:
         self._added: dict[Any, float] = {}
         self._observed: dict[Any, list[float]] = {}
         self._live: dict[Any, int] = {}
-        self._live_changed: set[Any] = set()
 
     def enter(self, gauge: Any) -> None:
         with self._lock:
             self._live[gauge] = self._live.get(gauge, 0) + 1
-            self._live_changed.add(gauge)
         _start_flusher()
 
     def record(
@@ -70,7 +68,6 @@ class WriteBatch:
                 added[counter] = added.get(counter, 0.0) + amount
             if left is not None:
                 self._live[left] = self._live.get(left, 0) - 1
-                self._live_changed.add(left)
             if histogram is not None:
                 self._observe(histogram, seconds)
         _start_flusher()
@@ -88,8 +85,7 @@ class WriteBatch:
             with self._lock:
                 added, self._added = self._added, {}
                 observed, self._observed = self._observed, {}
-                live = {gauge: self._live[gauge] for gauge in self._live_changed}
-                self._live_changed = set()
+                live = dict(self._live)
             for counter, amount in added.items():
                 counter.inc(amount)
             for histogram, counts in observed.items():

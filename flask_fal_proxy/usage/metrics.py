@@ -30,6 +30,7 @@ their difference.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -106,7 +107,8 @@ def endpoint_label(upstream: str, endpoint: str) -> str:
     return label[:_MAX_LABEL_LENGTH] or _NO_ENDPOINT
 
 
-_LABEL_CACHE = 1024
+# endpoint_label's answers, which every call of an endpoint would work out again.
+_endpoint_shape = functools.lru_cache(maxsize=1024)(endpoint_label)
 
 
 class _BoundedValues:
@@ -116,16 +118,10 @@ class _BoundedValues:
         self._limit = limit
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        # endpoint_label's answers, which every call of an endpoint would work out again.
-        self._shapes: dict[tuple[str, str], str] = {}
 
     def endpoint(self, upstream: str, endpoint: str, may_claim: bool) -> str:
         """The label a call's endpoint counts under: its shape, then the bound."""
-        shape = self._shapes.get((upstream, endpoint))
-        if shape is None:
-            if len(self._shapes) >= _LABEL_CACHE:
-                self._shapes.clear()
-            shape = self._shapes[(upstream, endpoint)] = endpoint_label(upstream, endpoint)
+        shape = _endpoint_shape(upstream, endpoint)
         return shape if shape == _NO_ENDPOINT else self.label(shape, may_claim)
 
     def label(self, value: str, may_claim: bool) -> str:

@@ -24,7 +24,6 @@ turned into a broken answer.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -40,7 +39,7 @@ from .ledger import MemoryLedger, Pending, RedisLedger
 from .prices import CACHE_READ_FACTOR, CACHE_WRITE_FACTOR, Prices, TokenPrices
 from .record import write_record
 from .token_usage import UsageReader
-from .units import estimate_units, read_input
+from .units import estimate_units, parse_json, read_input
 
 if TYPE_CHECKING:
     import flask
@@ -112,16 +111,6 @@ class _State:
         self.jobs: dict[str, int] = {}
         self.unnamed: deque[int] = deque()
         self.lock = threading.Lock()
-
-
-def _parse(body: bytes | None) -> Any:
-    """A small JSON body (a checked request, a bounded answer), or None."""
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
 
 
 def _host_and_path(url: str) -> tuple[str, str]:
@@ -289,7 +278,7 @@ class UsageTracker:
         elif call.upstream == "elevenlabs":
             state = _State("characters", (), day, f"elevenlabs:{call.endpoint}")
             call.notes[_STATE] = state
-            payload = _parse(call.body)
+            payload = parse_json(call.body)
             text = payload.get("text") if isinstance(payload, dict) else None
             characters = len(text) if isinstance(text, str) else 0
             micros = to_micros(characters * self.prices.elevenlabs_per_character)
@@ -502,7 +491,7 @@ class UsageTracker:
             # a timeout may have started the work, so its estimate stands.
             self._release(state)
         elif kind == "queue_submit" and state.reserved and state.body is not None:
-            answer = _parse(bytes(state.body))
+            answer = parse_json(bytes(state.body))
             request_id = answer.get("request_id") if isinstance(answer, dict) else None
             if isinstance(request_id, str) and request_id:
                 self._keep_for_result(state, request_id)

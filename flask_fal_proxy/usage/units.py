@@ -10,6 +10,7 @@ The settlement replaces the estimate with what fal reports.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..fal_protocol import IMAGE_SIZE_PRESETS
 
-__all__ = ["estimate_units", "fields_read", "image_pixels", "read_input"]
+__all__ = ["estimate_units", "fields_read", "image_pixels", "parse_json", "read_input"]
 
 # The size fal's image models commonly default to when no size is sent.
 _DEFAULT_SIZE = IMAGE_SIZE_PRESETS["landscape_4_3"]
@@ -111,7 +112,22 @@ _FIELD = re.compile(
 # An escaped printable ASCII character: never needed in JSON, so a key
 # written that way (``"num_\u0069mages"``) is one a scan must not miss.
 _ESCAPED_ASCII = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
-_NAMES: dict[str, re.Pattern[bytes]] = {}
+
+
+@functools.lru_cache(maxsize=128)
+def _names_read(unit: str) -> re.Pattern[bytes]:
+    alternatives = b"|".join(name.encode() for name in fields_read(unit))
+    return re.compile(rb'"(?:' + alternatives + rb')"')
+
+
+def parse_json(body: bytes | None) -> Any:
+    """A body already checked and bounded (a request, a short answer) as JSON, or None."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def read_input(unit: str, body: bytes | None) -> Any:
@@ -124,19 +140,10 @@ def read_input(unit: str, body: bytes | None) -> Any:
     """
     if not body:
         return None
-    names = _NAMES.get(unit)
-    if names is None:
-        if len(_NAMES) > 100:
-            _NAMES.clear()
-        alternatives = b"|".join(name.encode() for name in fields_read(unit))
-        names = _NAMES[unit] = re.compile(rb'"(?:' + alternatives + rb')"')
-    if b"\\" not in body and names.search(body) is None:
+    if b"\\" not in body and _names_read(unit).search(body) is None:
         return None
     if len(body) <= PARSED_BODY_LIMIT or _ESCAPED_ASCII.search(body) is not None:
-        try:
-            return json.loads(body)
-        except ValueError:
-            return None
+        return parse_json(body)
     return _scan(body)
 
 
